@@ -1,0 +1,171 @@
+//! Starting and stopping the server: binds the transport, wires the dispatcher, runs the
+//! housekeeping task (dispatcher transaction timers, registration expiry), and shuts down
+//! on request (STYLE.md rule 6: shutdown is a parameter, shared by `main` and the tests).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cc::agents::AgentEvent;
+use crate::config::{self, Config};
+use crate::dispatch::Dispatcher;
+use crate::endpoint::Endpoint;
+use crate::transaction::TimerConfig;
+use crate::transport::{self, ListenSpec, Protocol, Transport};
+
+/// What tests and metrics read about a running server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls whose actor is alive (including ones draining their last transactions).
+    pub active_calls: usize,
+    /// Live SIP transactions of every kind.
+    pub transactions: usize,
+    /// Stored registrar bindings.
+    pub registrations: usize,
+    /// Messages that did not parse.
+    pub parse_errors: u64,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid timers: {0}")]
+    Timers(#[from] crate::transaction::TimerConfigError),
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error("no tokio runtime: {0}")]
+    Runtime(String),
+}
+
+/// A running server.
+pub struct RunningServer {
+    ep: Arc<Endpoint>,
+    transport: Transport,
+    shutdown: watch::Sender<bool>,
+    housekeeping: JoinHandle<()>,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn listen_specs(config: &Config) -> Vec<ListenSpec> {
+    config
+        .sip
+        .listen
+        .iter()
+        .map(|l| ListenSpec {
+            protocol: match l.protocol {
+                config::Protocol::Udp => Protocol::Udp,
+                config::Protocol::Tcp => Protocol::Tcp,
+            },
+            addr: l.addr,
+        })
+        .collect()
+}
+
+/// Binds every `[sip] listen` socket and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let (t1, t2, t4) = config.sip.timers();
+    let timers = TimerConfig::new(t1, t2, t4)?;
+    let config = Arc::new(config);
+    let ep = Endpoint::new(Arc::clone(&config), timers, now());
+    let dispatcher = Dispatcher::new(Arc::clone(&ep));
+    let limits = transport::Limits {
+        max_message_bytes: config.sip.max_message_bytes,
+        max_connections: config.sip.max_tcp_connections,
+        tcp_idle_timeout: config.sip.tcp_idle_timeout(),
+        ..transport::Limits::default()
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let transport = Transport::bind(&listen_specs(&config), limits, dispatcher.clone(), shutdown_rx.clone()).await?;
+    ep.set_transport(transport.clone());
+    for (protocol, addr) in transport.local_addrs() {
+        tracing::info!(%protocol, %addr, "listening");
+    }
+    let housekeeping = tokio::spawn(housekeeping(Arc::clone(&ep), dispatcher, shutdown_rx));
+    Ok(RunningServer {
+        ep,
+        transport,
+        shutdown,
+        housekeeping,
+    })
+}
+
+/// Timers that belong to no call: the dispatcher's transactions and binding expiry.
+async fn housekeeping(ep: Arc<Endpoint>, dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let now = now();
+        let next_txn = dispatcher.handle_timeouts(now);
+        let expired = ep.location().expire(now);
+        for aor in expired {
+            tracing::info!(agent = %aor, "registration expired");
+            ep.agent_event(&aor, AgentEvent::LoggedOut);
+        }
+        let next_expiry = ep.location().next_expiry();
+        // Wake at the earliest timer, and at least every 200 ms: the dispatcher's table is
+        // filled from receive tasks, which do not wake this task.
+        let mut wake = now + Duration::from_millis(200);
+        for d in [next_txn, next_expiry].into_iter().flatten() {
+            wake = wake.min(d);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+        }
+    }
+}
+
+impl RunningServer {
+    /// The bound SIP address for `protocol` (IPv4 preferred).
+    pub fn sip_addr(&self, protocol: Protocol) -> Option<SocketAddr> {
+        self.transport
+            .local_addr(protocol, false)
+            .or_else(|| self.transport.local_addr(protocol, true))
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            active_calls: self.ep.calls.len(),
+            transactions: self.ep.counters.transactions.load(Ordering::Relaxed),
+            registrations: self.ep.location().bindings.count(),
+            parse_errors: self.ep.counters.parse_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// An agent's state as the control API shows it (`idle`, `talking`, ...).
+    pub fn agent_state(&self, id: &str) -> Option<String> {
+        self.ep.agent_state(id).map(|s| s.as_str().to_owned())
+    }
+
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.ep
+    }
+
+    /// Stops accepting, ends every call (BYE with a Reason), and waits briefly for the calls
+    /// to finish.
+    pub async fn shutdown(self) {
+        for handle in self.ep.calls.handles() {
+            let _ = handle.deliver(crate::call::CallEvent::Hangup {
+                reason: "SIP;cause=503;text=\"Server shutting down\"".into(),
+            });
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !self.ep.calls.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.shutdown.send(true);
+        self.housekeeping.abort();
+    }
+
+    /// Runs until `signal` resolves, then shuts down.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,116 @@
+//! The tokio task around one [`Call`]: a bounded inbox, one deadline, and a Drop guard that
+//! deregisters the call and releases its agents however the task ends (STYLE.md rule 4).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::core::Call;
+use super::registry::CallHandle;
+use super::{CallEvent, CallTarget, Caller};
+use crate::endpoint::Endpoint;
+use crate::incoming::IncomingRequest;
+
+/// Inbox size per call: a call sees a handful of messages at a time; a full inbox means the
+/// actor is stuck or flooded, and the dispatcher answers 503 / drops retransmissions.
+const INBOX: usize = 64;
+
+/// Removes the call from the router when the actor ends, even by panic.
+struct Registration {
+    ep: Arc<Endpoint>,
+    key: u64,
+    initial: (String, String),
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.ep.calls.release_initial(&self.initial.0, &self.initial.1);
+        self.ep.calls.remove(self.key);
+    }
+}
+
+/// Starts a call actor for the caller's INVITE `req`. Returns `None` if the same INVITE
+/// (Call-ID, From tag) already has a call — the dispatcher routes it there instead.
+pub fn spawn_call(ep: &Arc<Endpoint>, req: IncomingRequest, caller: Caller, target: CallTarget) -> Option<CallHandle> {
+    let key = ep.calls.next_key();
+    let call_id = req.msg.call_id().to_owned();
+    let from_tag = req.msg.from_tag().unwrap_or_default().to_owned();
+    if ep.calls.claim_initial(&call_id, &from_tag, key).is_err() {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(INBOX);
+    let handle = CallHandle::new(key, tx);
+    ep.calls.insert(handle.clone());
+    ep.counters.calls_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let registration = Registration {
+        ep: Arc::clone(ep),
+        key,
+        initial: (call_id.clone(), from_tag),
+    };
+    let span = tracing::info_span!("call", id = key, call_id = %call_id);
+    let ep = Arc::clone(ep);
+    tokio::spawn(
+        async move {
+            let _registration = registration;
+            run(ep, key, req, caller, target, rx).await;
+        }
+        .instrument(span),
+    );
+    Some(handle)
+}
+
+async fn run(
+    ep: Arc<Endpoint>,
+    key: u64,
+    req: IncomingRequest,
+    caller: Caller,
+    target: CallTarget,
+    mut inbox: mpsc::Receiver<CallEvent>,
+) {
+    let now = Instant::now();
+    tracing::info!(
+        from = %Call::describe(&req.msg),
+        to = %req.msg.request_uri_str().unwrap_or_default(),
+        caller = ?caller,
+        "call started"
+    );
+    let mut call = Call::start(Arc::clone(&ep), key, req, caller, target, now);
+    flush(&ep, &mut call);
+    while !call.is_finished() {
+        let deadline = call.next_deadline();
+        tokio::select! {
+            event = inbox.recv() => {
+                let now = Instant::now();
+                match event {
+                    Some(CallEvent::Request(req)) => call.on_request(*req, now),
+                    Some(CallEvent::Response { msg, .. }) => call.on_response(*msg, now),
+                    Some(CallEvent::Hangup { reason }) => call.hangup_all(&reason, now),
+                    None => break,
+                }
+            }
+            _ = sleep_until(deadline) => call.handle_timeout(Instant::now()),
+        }
+        flush(&ep, &mut call);
+    }
+    call.release_agents();
+    tracing::info!(
+        duration_ms = call.started.elapsed().as_millis() as u64,
+        reason = call.end_reason.as_deref().unwrap_or("ended"),
+        "call ended"
+    );
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn flush(ep: &Endpoint, call: &mut Call) {
+    for (dest, bytes) in call.take_outbox() {
+        ep.send(&dest, bytes);
+    }
+}

@@ -1,0 +1,1024 @@
+//! The call core: the legs of one call, their transactions, and what happens when a
+//! message or a timer arrives (RFC 3261 §12–§17 from the point of view of a B2BUA that is
+//! the UA on every leg).
+//!
+//! ```text
+//!  caller leg (UAS)                    handover                     callee legs (UAC, forked)
+//!  INVITE ───────────────────────────► 100 Trying ────────────────► INVITE (own Call-ID/tags/o=)
+//!  18x ◄────────────────────────────── relay ◄───────────────────── 18x
+//!  200 (SDP, retransmitted until ACK) ◄ first 2xx wins ◄──────────── 200 ──► ACK, CANCEL the rest
+//!  ACK ────────────────────────────────────────────────────────────► (late offer: ACK+SDP now)
+//!  BYE ───► 200                                           BYE ─────► 200   (either direction)
+//! ```
+//!
+//! The core never touches a socket or reads a clock: it is driven with `now` and writes
+//! `(destination, bytes)` into its outbox, which the actor flushes. Every transaction of the
+//! call lives in `txns`; the call is finished when every leg has ended and every transaction
+//! has terminated (Timers D/J/K absorb late retransmissions first).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::dialog::{copy_passthrough_headers, Dialog};
+use super::registry::{branch_for, call_id_for, tag_for, CallKey};
+use super::{CallTarget, Caller};
+use crate::cc::agents::AgentEvent;
+use crate::endpoint::{Endpoint, TransactionCount};
+use crate::incoming::IncomingRequest;
+use crate::sdp::LegSdpOrigin;
+use crate::sip::{default_reason, HeaderName, Method, SipMessage};
+use crate::transaction::{
+    Action, Actions, ClientInvite, ClientInviteState, ClientNonInvite, Reliability,
+    ServerInvite, ServerInviteState, Transaction, Uas2xx,
+};
+use crate::transport::{Destination, Protocol};
+
+/// Index of a leg in [`Call::legs`]. Leg 0 is always the caller's.
+pub type LegId = usize;
+pub const CALLER: LegId = 0;
+
+/// Where a leg is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegState {
+    /// Our INVITE is out, no response with a tag yet.
+    Calling,
+    /// A provisional response created an early dialog.
+    Early,
+    /// 2xx sent or received: the dialog exists.
+    Confirmed,
+    /// We sent BYE or CANCEL and wait for the answer.
+    Terminating,
+    /// Nothing more will happen on this leg.
+    Ended,
+}
+
+/// An INVITE handover sent to start a leg, kept to build its CANCEL and ACK.
+#[derive(Debug, Clone)]
+pub struct OutgoingInvite {
+    pub branch: String,
+    pub request_uri: String,
+    pub cseq: u32,
+    pub provisional_seen: bool,
+    pub cancel: CancelState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelState {
+    No,
+    /// Wanted, but RFC 3261 §9.1 says wait for a provisional response first.
+    Wanted,
+    Sent,
+}
+
+/// One leg of the call.
+#[derive(Debug)]
+pub struct Leg {
+    pub dialog: Dialog,
+    pub state: LegState,
+    pub sdp: LegSdpOrigin,
+    /// The agent on this leg, whose state follows the leg.
+    pub agent: Option<String>,
+    offered: bool,
+    talking: bool,
+    pub invite: Option<OutgoingInvite>,
+    /// The last ACK sent for a 2xx on this leg (re-sent for 2xx retransmissions).
+    pub last_ack: Option<(u32, Bytes)>,
+}
+
+/// What a transaction is doing for the call.
+#[derive(Debug)]
+pub enum Purpose {
+    /// The caller's initial INVITE (server).
+    CallerInvite(Box<IncomingRequest>),
+    /// An INVITE that starts a callee leg (client).
+    CalleeInvite,
+    /// A request received on a leg and relayed to another (server); the response comes back
+    /// from the relay.
+    Relayed {
+        request: Box<IncomingRequest>,
+        client: Option<TxnKey>,
+    },
+    /// A request relayed on a leg on behalf of a server transaction (client).
+    RelayOut { server: TxnKey, offer_in_request: bool },
+    /// A request answered by handover itself (server), or a CANCEL we sent (client).
+    Local,
+    /// A BYE handover sent (client): the leg ends with its answer.
+    Bye,
+    /// A 2xx retransmitted until its ACK arrives (UAS core).
+    Await2xxAck { cseq: u32 },
+}
+
+/// Transaction key within one call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TxnKey {
+    /// A peer's request on `leg` (its branch; `invite` covers INVITE, ACK and CANCEL matching).
+    Server { leg: LegId, branch: Box<str>, invite: bool },
+    /// One of our requests, by our branch.
+    Client(Box<str>),
+    /// The 2xx retransmitter of a leg.
+    Retransmit2xx(LegId),
+}
+
+#[derive(Debug)]
+pub struct TxnEntry {
+    pub leg: LegId,
+    pub machine: Transaction,
+    pub purpose: Purpose,
+    _count: TransactionCount,
+}
+
+/// Whether the caller has been answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Callee legs ringing.
+    Routing,
+    /// A callee answered; legs bridged.
+    Connected,
+    /// Hanging up; waiting for the last answers and transactions.
+    Ending,
+}
+
+/// A failure that may become the caller's final response.
+#[derive(Debug, Clone)]
+struct Failure {
+    code: u16,
+    reason: String,
+}
+
+/// The state of one call.
+pub struct Call {
+    pub ep: Arc<Endpoint>,
+    pub key: CallKey,
+    pub caller: Caller,
+    pub legs: Vec<Leg>,
+    pub txns: HashMap<TxnKey, TxnEntry>,
+    pub phase: Phase,
+    /// The callee leg bridged to the caller.
+    pub answered: Option<LegId>,
+    /// A late-offer 2xx whose ACK waits for the other leg's ACK (with the answer):
+    /// (leg that sent the 2xx, its CSeq).
+    pub pending_ack: Option<(LegId, u32)>,
+    ring_deadline: Option<Instant>,
+    best_failure: Option<Failure>,
+    pub started: Instant,
+    pub end_reason: Option<String>,
+    outbox: Vec<(Destination, Bytes)>,
+}
+
+fn reliability(dest: &Destination) -> Reliability {
+    match dest.protocol {
+        Protocol::Udp => Reliability::Unreliable,
+        Protocol::Tcp => Reliability::Reliable,
+    }
+}
+
+/// Failure ranking for the caller's final response when every fork failed (RFC 3261
+/// §16.7 step 6 in spirit): 6xx first, then busy/decline, then the lowest class.
+fn failure_rank(code: u16) -> u16 {
+    match code {
+        600..=699 => 0,
+        486 => 1,
+        480 => 3,
+        408 => 4,
+        400..=499 => 2,
+        500..=599 => 5,
+        _ => 6,
+    }
+}
+
+impl Call {
+    /// A new call for `req`, the caller's INVITE. Sends 100 Trying and rings every contact
+    /// of `target`. Returns the call, or the response to send if it cannot start.
+    pub fn start(
+        ep: Arc<Endpoint>,
+        key: CallKey,
+        req: IncomingRequest,
+        caller: Caller,
+        target: CallTarget,
+        now: Instant,
+    ) -> Call {
+        let caller_agent = match &caller {
+            Caller::Agent { id } => Some(id.clone()),
+            Caller::Customer { .. } => None,
+        };
+        let local_tag = tag_for(key);
+        let dialog = Dialog::from_request(&req, local_tag).unwrap_or_else(|_| {
+            // The dispatcher validated From/To before starting the call; this is only a
+            // fallback that keeps the types total.
+            Dialog::outgoing(
+                req.msg.call_id().to_owned(),
+                tag_for(key),
+                String::new(),
+                String::new(),
+                String::new(),
+                req.response_destination(),
+            )
+        });
+        let mut call = Call {
+            ep,
+            key,
+            caller,
+            legs: Vec::with_capacity(2),
+            txns: HashMap::new(),
+            phase: Phase::Routing,
+            answered: None,
+            pending_ack: None,
+            ring_deadline: None,
+            best_failure: None,
+            started: now,
+            end_reason: None,
+            outbox: Vec::with_capacity(4),
+        };
+        call.legs.push(Leg {
+            dialog,
+            state: LegState::Early,
+            sdp: LegSdpOrigin::new(fastrand::u64(1..1 << 62)),
+            agent: caller_agent,
+            offered: false,
+            talking: false,
+            invite: None,
+            last_ack: None,
+        });
+
+        let server_key = TxnKey::Server {
+            leg: CALLER,
+            branch: req.msg.branch().unwrap_or_default().into(),
+            invite: true,
+        };
+        let trying = req.response(100, "Trying", None).finish();
+        let flow = req.response_destination();
+        let (machine, actions) =
+            ServerInvite::new(trying, reliability(&flow), call.ep.timers);
+        call.execute(&flow, actions);
+        let offer = req.msg.body();
+        let offer_ok = offer.is_empty() || crate::sdp::inspect(&offer).is_ok();
+        call.insert_txn(server_key.clone(), CALLER, machine.into(), Purpose::CallerInvite(Box::new(req)));
+
+        if !offer_ok {
+            let warning = crate::sdp::inspect(&offer)
+                .err()
+                .map(|e| e.warning_value())
+                .unwrap_or_default();
+            call.reject_caller(488, "Not Acceptable Here", Some(&warning), now);
+            return call;
+        }
+        if target.contacts.is_empty() {
+            call.reject_caller(480, "Temporarily Unavailable", None, now);
+            return call;
+        }
+        let ring = Duration::from_secs(u64::from(call.ep.config.sip.ring_timeout_s.max(1)));
+        call.ring_deadline = Some(now + ring);
+        for (uri, flow) in &target.contacts {
+            call.add_callee(&target, uri, *flow, &offer, now);
+        }
+        call
+    }
+
+    /// Starts one callee leg: INVITE with the caller's offer under this leg's `o=` line.
+    fn add_callee(
+        &mut self,
+        target: &CallTarget,
+        request_uri: &str,
+        flow: Destination,
+        offer: &Bytes,
+        now: Instant,
+    ) {
+        let dialog = Dialog::outgoing(
+            call_id_for(self.key, &self.ep.config.sip.domain),
+            tag_for(self.key),
+            target.presented_caller.clone(),
+            target.party.clone(),
+            request_uri.to_owned(),
+            flow,
+        );
+        let branch = branch_for(self.key);
+        let cseq = dialog.local_cseq;
+        let mut leg = Leg {
+            dialog,
+            state: LegState::Calling,
+            sdp: LegSdpOrigin::new(fastrand::u64(1..1 << 62)),
+            agent: target.agent.clone(),
+            offered: false,
+            talking: false,
+            invite: Some(OutgoingInvite {
+                branch: branch.clone(),
+                request_uri: request_uri.to_owned(),
+                cseq,
+                provisional_seen: false,
+                cancel: CancelState::No,
+            }),
+            last_ack: None,
+        };
+        let mut b = leg.dialog.request(&self.ep, &Method::Invite, request_uri, &branch, cseq);
+        b.header("Allow", ALLOW);
+        b.header("Supported", "replaces");
+        b.header("User-Agent", &self.ep.user_agent);
+        if let Some(Purpose::CallerInvite(req)) = self.caller_invite_purpose() {
+            copy_passthrough_headers(&mut b, &req.msg);
+        }
+        let bytes = if offer.is_empty() {
+            b.finish()
+        } else {
+            let sdp = leg.sdp.apply(offer, false);
+            b.body("application/sdp", &sdp)
+        };
+        let id = self.legs.len();
+        self.legs.push(leg);
+        self.set_offered(id, true);
+        let (machine, actions) = ClientInvite::new(bytes, reliability(&flow), self.ep.timers, now);
+        self.execute(&flow, actions);
+        self.insert_txn(TxnKey::Client(branch.into()), id, machine.into(), Purpose::CalleeInvite);
+    }
+
+    fn caller_invite_purpose(&self) -> Option<&Purpose> {
+        self.txns
+            .values()
+            .find(|e| matches!(e.purpose, Purpose::CallerInvite(_)))
+            .map(|e| &e.purpose)
+    }
+
+    fn caller_invite_key(&self) -> Option<TxnKey> {
+        self.txns
+            .iter()
+            .find(|(_, e)| matches!(e.purpose, Purpose::CallerInvite(_)))
+            .map(|(k, _)| k.clone())
+    }
+
+    pub fn insert_txn(&mut self, key: TxnKey, leg: LegId, machine: Transaction, purpose: Purpose) {
+        if machine.is_terminated() {
+            return;
+        }
+        let count = self.ep.count_transaction();
+        self.txns.insert(
+            key,
+            TxnEntry {
+                leg,
+                machine,
+                purpose,
+                _count: count,
+            },
+        );
+    }
+
+    /// Queues every `Transmit` of `actions` for `dest`; returns the other actions.
+    pub fn execute(&mut self, dest: &Destination, actions: Actions) -> Vec<Action> {
+        let mut rest = Vec::new();
+        for action in actions {
+            match action {
+                Action::Transmit(bytes) => self.outbox.push((*dest, bytes)),
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    pub fn send(&mut self, dest: Destination, bytes: Bytes) {
+        self.outbox.push((dest, bytes));
+    }
+
+    /// Messages to send, in order.
+    pub fn take_outbox(&mut self) -> Vec<(Destination, Bytes)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// The earliest timer of the call.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let txn = self.txns.values().filter_map(|e| e.machine.next_deadline()).min();
+        match (txn, self.ring_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// `true` when every leg has ended and every transaction has terminated.
+    pub fn is_finished(&self) -> bool {
+        self.txns.is_empty() && self.legs.iter().all(|l| l.state == LegState::Ended)
+    }
+
+    // ------------------------------------------------------------------ agent accounting
+
+    fn set_offered(&mut self, leg: LegId, on: bool) {
+        let Some(l) = self.legs.get_mut(leg) else { return };
+        if l.offered == on {
+            return;
+        }
+        l.offered = on;
+        if let Some(agent) = l.agent.clone() {
+            let ev = if on { AgentEvent::Offered } else { AgentEvent::OfferEnded };
+            self.ep.agent_event(&agent, ev);
+        }
+    }
+
+    fn set_talking(&mut self, leg: LegId, on: bool) {
+        let Some(l) = self.legs.get_mut(leg) else { return };
+        if l.talking == on {
+            return;
+        }
+        l.talking = on;
+        if let Some(agent) = l.agent.clone() {
+            let ev = if on { AgentEvent::CallStarted } else { AgentEvent::CallEnded };
+            self.ep.agent_event(&agent, ev);
+        }
+    }
+
+    /// Moves `leg` to `state`, keeping its agent's counters right.
+    pub fn set_leg_state(&mut self, leg: LegId, state: LegState) {
+        let Some(l) = self.legs.get_mut(leg) else { return };
+        l.state = state;
+        match state {
+            LegState::Calling | LegState::Early => {}
+            LegState::Confirmed => {
+                self.set_offered(leg, false);
+                self.set_talking(leg, true);
+            }
+            LegState::Terminating | LegState::Ended => {
+                self.set_offered(leg, false);
+                self.set_talking(leg, false);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ caller responses
+
+    /// Sends a final non-2xx to the caller's INVITE (if it is still unanswered) and ends
+    /// every other leg.
+    pub fn reject_caller(&mut self, code: u16, reason: &str, warning: Option<&str>, now: Instant) {
+        if self.end_reason.is_none() {
+            self.end_reason = Some(format!("{code} {reason}"));
+        }
+        self.phase = Phase::Ending;
+        if let Some(key) = self.caller_invite_key() {
+            self.respond_server(&key, code, reason, None, now, |b| {
+                if let Some(w) = warning {
+                    b.header("Warning", w);
+                }
+            });
+        }
+        self.set_leg_state(CALLER, LegState::Ended);
+        for leg in 1..self.legs.len() {
+            self.hang_up_leg(leg, now);
+        }
+    }
+
+    /// Responds on server transaction `key` with `code`; `body` is relayed SDP already
+    /// rewritten for that leg (or another body with its content type).
+    pub fn respond_server(
+        &mut self,
+        key: &TxnKey,
+        code: u16,
+        reason: &str,
+        body: Option<(&str, Bytes)>,
+        now: Instant,
+        extra: impl FnOnce(&mut crate::sip::MessageBuilder),
+    ) {
+        let Some(entry) = self.txns.get(key) else { return };
+        let leg = entry.leg;
+        let request = match &entry.purpose {
+            Purpose::CallerInvite(r) => r,
+            Purpose::Relayed { request, .. } => request,
+            _ => return,
+        };
+        let local_tag = self.legs.get(leg).map(|l| l.dialog.local_tag.clone());
+        let dest = request.response_destination();
+        let is_invite = request.msg.method() == Some(&Method::Invite);
+        let cseq = request.msg.cseq().seq;
+        let mut b = request.response(code, reason, local_tag.as_deref());
+        if is_invite && (101..300).contains(&code) {
+            if let Some(l) = self.legs.get(leg) {
+                b.header("Contact", &l.dialog.contact(&self.ep));
+            }
+        }
+        if code >= 200 && is_invite && code < 300 {
+            b.header("Allow", ALLOW);
+            b.header("Supported", "replaces");
+        }
+        b.header("Server", &self.ep.user_agent);
+        extra(&mut b);
+        let bytes = match body {
+            Some((ct, body)) => b.body(ct, &body),
+            None => b.finish(),
+        };
+        let Some(entry) = self.txns.get_mut(key) else { return };
+        let actions = match &mut entry.machine {
+            Transaction::ServerInvite(m) => m.respond(code, bytes.clone(), now),
+            Transaction::ServerNonInvite(m) => m.respond(code, bytes.clone(), now),
+            _ => return,
+        };
+        let Ok(actions) = actions else { return };
+        let terminated = actions.is_terminated();
+        self.execute(&dest, actions);
+        if terminated {
+            self.txns.remove(key);
+        }
+        if is_invite && (200..300).contains(&code) {
+            // RFC 3261 §13.3.1.4: the UAS core retransmits the 2xx until the ACK.
+            let retransmit = Uas2xx::new(bytes, reliability(&dest), self.ep.timers, now);
+            self.insert_txn(
+                TxnKey::Retransmit2xx(leg),
+                leg,
+                retransmit.into(),
+                Purpose::Await2xxAck { cseq },
+            );
+        }
+    }
+
+    // ------------------------------------------------------------------ ending legs
+
+    /// Ends `leg` from our side: BYE if confirmed, CANCEL if ringing.
+    pub fn hang_up_leg(&mut self, leg: LegId, now: Instant) {
+        let Some(l) = self.legs.get(leg) else { return };
+        match l.state {
+            LegState::Confirmed => self.send_bye(leg, None, now),
+            LegState::Calling | LegState::Early => self.cancel_leg(leg, now),
+            LegState::Terminating | LegState::Ended => {}
+        }
+    }
+
+    pub fn send_bye(&mut self, leg: LegId, reason: Option<&str>, now: Instant) {
+        let Some(l) = self.legs.get_mut(leg) else { return };
+        let branch = branch_for(self.key);
+        let cseq = l.dialog.next_cseq();
+        let target = l.dialog.remote_target.clone();
+        let flow = l.dialog.flow;
+        let mut b = l.dialog.request(&self.ep, &Method::Bye, &target, &branch, cseq);
+        if let Some(r) = reason {
+            b.header("Reason", r);
+        }
+        b.header("User-Agent", &self.ep.user_agent);
+        let bytes = b.finish();
+        let (machine, actions) = ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
+        self.execute(&flow, actions);
+        self.insert_txn(TxnKey::Client(branch.into()), leg, machine.into(), Purpose::Bye);
+        self.set_leg_state(leg, LegState::Terminating);
+    }
+
+    /// CANCELs the INVITE of a callee leg (RFC 3261 §9.1): only after a provisional
+    /// response; before that, remembered and sent when one arrives.
+    pub fn cancel_leg(&mut self, leg: LegId, now: Instant) {
+        let Some(l) = self.legs.get_mut(leg) else { return };
+        let Some(inv) = l.invite.as_mut() else {
+            return;
+        };
+        if inv.cancel == CancelState::Sent {
+            return;
+        }
+        if !inv.provisional_seen {
+            inv.cancel = CancelState::Wanted;
+            return;
+        }
+        inv.cancel = CancelState::Sent;
+        let inv = inv.clone();
+        let flow = l.dialog.flow;
+        // CANCEL copies Request-URI, Call-ID, From, To (without the peer's tag), CSeq number
+        // and the top Via of the INVITE (RFC 3261 §9.1).
+        let mut untagged = l.dialog.clone();
+        untagged.remote_tag = None;
+        untagged.route_set.clear();
+        let mut b = untagged.request(&self.ep, &Method::Cancel, &inv.request_uri, &inv.branch, inv.cseq);
+        b.header("Reason", "SIP;cause=487;text=\"Call completed elsewhere\"");
+        let bytes = b.finish();
+        if let Some(entry) = self.txns.get_mut(&TxnKey::Client(inv.branch.clone().into())) {
+            if let Transaction::ClientInvite(m) = &mut entry.machine {
+                m.cancel_sent(now);
+            }
+        }
+        let cancel_branch: Box<str> = format!("{}-cancel", inv.branch).into();
+        let (machine, actions) = ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
+        self.execute(&flow, actions);
+        self.insert_txn(TxnKey::Client(cancel_branch), leg, machine.into(), Purpose::Local);
+    }
+
+    /// The call is over from the caller's or the callee's point of view: end every other
+    /// leg.
+    pub fn end_call(&mut self, reason: &str, except: LegId, now: Instant) {
+        if self.end_reason.is_none() {
+            self.end_reason = Some(reason.to_owned());
+        }
+        self.phase = Phase::Ending;
+        self.ring_deadline = None;
+        for leg in 0..self.legs.len() {
+            if leg != except {
+                if leg == CALLER && self.legs.get(CALLER).map(|l| l.state) == Some(LegState::Early) {
+                    self.reject_caller(487, "Request Terminated", None, now);
+                } else {
+                    self.hang_up_leg(leg, now);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ responses
+
+    /// A response to one of our requests.
+    pub fn on_response(&mut self, msg: SipMessage, now: Instant) {
+        let Some(branch) = msg.branch() else { return };
+        let key = TxnKey::Client(branch.into());
+        let cancel_key = if msg.cseq().method == Method::Cancel {
+            Some(TxnKey::Client(format!("{branch}-cancel").into()))
+        } else {
+            None
+        };
+        let key = cancel_key.unwrap_or(key);
+        let Some(status) = msg.status() else { return };
+        let Some(entry) = self.txns.get_mut(&key) else {
+            // A 2xx retransmitted after our INVITE transaction ended: ACK it again.
+            if (200..300).contains(&status) && msg.cseq().method == Method::Invite {
+                self.reack(&msg);
+            } else {
+                self.ep.counters.stray_responses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return;
+        };
+        let leg = entry.leg;
+        let flow = self.legs.get(leg).map(|l| l.dialog.flow);
+        let actions = match &mut entry.machine {
+            Transaction::ClientInvite(m) => m.on_response(status, now),
+            Transaction::ClientNonInvite(m) => m.on_response(status, now),
+            _ => return,
+        };
+        let Some(flow) = flow else { return };
+        let rest = self.execute(&flow, actions);
+        let mut terminated = false;
+        for action in rest {
+            match action {
+                Action::PassToTu => self.on_transaction_response(&key, leg, &msg, now),
+                Action::BuildAck => self.build_non2xx_ack(&key, leg, &msg, now),
+                Action::Terminated => terminated = true,
+                Action::Timeout | Action::TransportError | Action::NoAck | Action::Transmit(_) => {}
+            }
+        }
+        if terminated {
+            self.txns.remove(&key);
+        }
+    }
+
+    fn reack(&mut self, msg: &SipMessage) {
+        let seq = msg.cseq().seq;
+        let found = self.legs.iter().find(|l| {
+            l.dialog.call_id == msg.call_id() && l.last_ack.as_ref().is_some_and(|(s, _)| *s == seq)
+        });
+        if let Some(l) = found {
+            if let Some((_, ack)) = &l.last_ack {
+                let (flow, ack) = (l.dialog.flow, ack.clone());
+                self.send(flow, ack);
+            }
+        }
+    }
+
+    /// RFC 3261 §17.1.1.3: the ACK for a non-2xx final response, built once and handed to
+    /// the transaction, which re-sends it for retransmitted responses.
+    fn build_non2xx_ack(&mut self, key: &TxnKey, leg: LegId, resp: &SipMessage, now: Instant) {
+        let Some(l) = self.legs.get(leg) else { return };
+        let (request_uri, branch, cseq) = match (&l.invite, key) {
+            (Some(inv), TxnKey::Client(b)) if **b == *inv.branch => {
+                (inv.request_uri.clone(), inv.branch.clone(), inv.cseq)
+            }
+            _ => {
+                let TxnKey::Client(b) = key else { return };
+                (l.dialog.remote_target.clone(), b.to_string(), resp.cseq().seq)
+            }
+        };
+        let mut d = l.dialog.clone();
+        d.remote_tag = resp.to_tag().map(str::to_owned);
+        if l.invite.as_ref().is_some_and(|i| i.branch == branch) {
+            d.route_set.clear();
+        }
+        let ack = d.request(&self.ep, &Method::Ack, &request_uri, &branch, cseq).finish();
+        let flow = d.flow;
+        if let Some(entry) = self.txns.get_mut(key) {
+            if let Transaction::ClientInvite(m) = &mut entry.machine {
+                let actions = m.set_ack(ack, now);
+                let terminated = actions.is_terminated();
+                self.execute(&flow, actions);
+                if terminated {
+                    self.txns.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Sends the ACK for a 2xx on `leg` (RFC 3261 §13.2.2.4: a new transaction of the UAC
+    /// core), with `body` when the offer was in the 2xx.
+    pub fn send_2xx_ack(&mut self, leg: LegId, cseq: u32, body: Option<Bytes>) {
+        let Some(l) = self.legs.get_mut(leg) else { return };
+        let branch = branch_for(self.key);
+        let target = l.dialog.remote_target.clone();
+        let b = l.dialog.request(&self.ep, &Method::Ack, &target, &branch, cseq);
+        let ack = match body {
+            Some(sdp) if !sdp.is_empty() => {
+                let sdp = l.sdp.apply(&sdp, false);
+                b.body("application/sdp", &sdp)
+            }
+            _ => b.finish(),
+        };
+        l.last_ack = Some((cseq, ack.clone()));
+        let flow = l.dialog.flow;
+        self.send(flow, ack);
+    }
+
+    fn on_transaction_response(&mut self, key: &TxnKey, leg: LegId, msg: &SipMessage, now: Instant) {
+        let Some(status) = msg.status() else { return };
+        let purpose = match self.txns.get(key).map(|e| &e.purpose) {
+            Some(Purpose::CalleeInvite) => 0,
+            Some(Purpose::RelayOut { .. }) => 1,
+            Some(Purpose::Bye) => 2,
+            _ => 3,
+        };
+        match purpose {
+            0 => self.on_callee_invite_response(leg, msg, status, now),
+            1 => self.on_relay_response(key, leg, msg, status, now),
+            2 if status >= 200 => self.set_leg_state(leg, LegState::Ended),
+            _ => {}
+        }
+    }
+
+    fn on_callee_invite_response(&mut self, leg: LegId, msg: &SipMessage, status: u16, now: Instant) {
+        match status {
+            100 => {}
+            101..=199 => {
+                let cancel_wanted = match self.legs.get_mut(leg) {
+                    Some(l) => {
+                        if msg.to_tag().is_some() {
+                            l.dialog.confirm(msg);
+                            if l.state == LegState::Calling {
+                                l.state = LegState::Early;
+                            }
+                        }
+                        match l.invite.as_mut() {
+                            Some(inv) => {
+                                inv.provisional_seen = true;
+                                inv.cancel == CancelState::Wanted
+                            }
+                            None => false,
+                        }
+                    }
+                    None => false,
+                };
+                if cancel_wanted {
+                    self.cancel_leg(leg, now);
+                    return;
+                }
+                if self.phase == Phase::Routing {
+                    self.relay_provisional(msg, status, now);
+                }
+            }
+            200..=299 => self.on_callee_answer(leg, msg, now),
+            _ => {
+                self.set_leg_state(leg, LegState::Ended);
+                let reason = msg.reason().unwrap_or_else(|| default_reason(status)).to_owned();
+                self.callee_failed(status, reason, now);
+            }
+        }
+    }
+
+    /// Relays a callee's 18x to the caller (SDP under the caller leg's `o=` line).
+    fn relay_provisional(&mut self, msg: &SipMessage, status: u16, now: Instant) {
+        let Some(key) = self.caller_invite_key() else { return };
+        let body = msg.body();
+        let body = if body.is_empty() {
+            None
+        } else {
+            self.legs.get_mut(CALLER).map(|l| ("application/sdp", l.sdp.apply(&body, false)))
+        };
+        let reason = msg.reason().unwrap_or_else(|| default_reason(status)).to_owned();
+        self.respond_server(&key, status, &reason, body, now, |b| copy_passthrough_headers(b, msg));
+    }
+
+    fn on_callee_answer(&mut self, leg: LegId, msg: &SipMessage, now: Instant) {
+        let cseq = msg.cseq().seq;
+        if let Some(l) = self.legs.get_mut(leg) {
+            l.dialog.confirm(msg);
+        }
+        let already = self.answered.is_some_and(|a| a != leg);
+        if already || self.phase == Phase::Ending {
+            // A second fork answered, or the caller left meanwhile: take the 2xx and end the
+            // leg (RFC 3261 §13.2.2.4).
+            self.set_leg_state(leg, LegState::Confirmed);
+            self.send_2xx_ack(leg, cseq, None);
+            self.send_bye(leg, Some("SIP;cause=200;text=\"Call completed elsewhere\""), now);
+            return;
+        }
+        if self.answered == Some(leg) {
+            return;
+        }
+        self.answered = Some(leg);
+        self.phase = Phase::Connected;
+        self.ring_deadline = None;
+        self.set_leg_state(leg, LegState::Confirmed);
+        let caller_offered = match self.caller_invite_purpose() {
+            Some(Purpose::CallerInvite(req)) => !req.msg.body().is_empty(),
+            _ => true,
+        };
+        if caller_offered {
+            self.send_2xx_ack(leg, cseq, None);
+        } else {
+            // Late offer (RFC 3725 flow I): the answer comes in the caller's ACK.
+            self.pending_ack = Some((leg, cseq));
+        }
+        for other in 1..self.legs.len() {
+            if other != leg {
+                self.cancel_leg(other, now);
+            }
+        }
+        let Some(key) = self.caller_invite_key() else { return };
+        let body = msg.body();
+        let body = if body.is_empty() {
+            None
+        } else {
+            self.legs.get_mut(CALLER).map(|l| ("application/sdp", l.sdp.apply(&body, false)))
+        };
+        let reason = msg.reason().unwrap_or("OK").to_owned();
+        self.respond_server(&key, 200, &reason, body, now, |b| copy_passthrough_headers(b, msg));
+        self.set_leg_state(CALLER, LegState::Confirmed);
+        tracing::info!(call = self.key, callee_leg = leg, "call answered");
+    }
+
+    fn callee_failed(&mut self, code: u16, reason: String, now: Instant) {
+        let better = self
+            .best_failure
+            .as_ref()
+            .is_none_or(|f| failure_rank(code) < failure_rank(f.code));
+        if better {
+            self.best_failure = Some(Failure { code, reason });
+        }
+        let ringing = self
+            .legs
+            .iter()
+            .skip(1)
+            .any(|l| matches!(l.state, LegState::Calling | LegState::Early));
+        if !ringing && self.phase == Phase::Routing {
+            let f = self.best_failure.clone().unwrap_or(Failure {
+                code: 480,
+                reason: "Temporarily Unavailable".into(),
+            });
+            let code = if (300..400).contains(&f.code) || f.code == 401 || f.code == 407 {
+                480
+            } else {
+                f.code
+            };
+            self.reject_caller(code, &f.reason, None, now);
+        }
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ring_deadline.is_some_and(|d| d <= now) {
+            self.ring_deadline = None;
+            if self.phase == Phase::Routing {
+                tracing::info!(call = self.key, "no answer within the ring timeout");
+                self.reject_caller(480, "No Answer", None, now);
+            }
+        }
+        let due: Vec<TxnKey> = self
+            .txns
+            .iter()
+            .filter(|(_, e)| e.machine.next_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(entry) = self.txns.get_mut(&key) else { continue };
+            let leg = entry.leg;
+            let actions = entry.machine.handle_timeout(now);
+            let dest = self.txn_destination(&key, leg);
+            let rest = self.execute(&dest, actions);
+            let mut terminated = false;
+            for action in rest {
+                match action {
+                    Action::Timeout | Action::TransportError => self.on_txn_timeout(&key, leg, now),
+                    Action::NoAck => self.on_no_ack(leg, now),
+                    Action::Terminated => terminated = true,
+                    Action::PassToTu | Action::BuildAck | Action::Transmit(_) => {}
+                }
+            }
+            if terminated {
+                self.txns.remove(&key);
+            }
+        }
+    }
+
+    /// Where a transaction's retransmissions go: responses to the request's source, requests
+    /// to the leg's flow.
+    fn txn_destination(&self, key: &TxnKey, leg: LegId) -> Destination {
+        let from_request = self.txns.get(key).and_then(|e| match &e.purpose {
+            Purpose::CallerInvite(r) => Some(r.response_destination()),
+            Purpose::Relayed { request, .. } => Some(request.response_destination()),
+            _ => None,
+        });
+        from_request
+            .or_else(|| self.legs.get(leg).map(|l| l.dialog.flow))
+            .unwrap_or(Destination {
+                protocol: Protocol::Udp,
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5060)),
+                connection: None,
+            })
+    }
+
+    fn on_txn_timeout(&mut self, key: &TxnKey, leg: LegId, now: Instant) {
+        let kind = match self.txns.get(key).map(|e| &e.purpose) {
+            Some(Purpose::CalleeInvite) => 0,
+            Some(Purpose::RelayOut { .. }) => 1,
+            Some(Purpose::Bye) => 2,
+            Some(Purpose::CallerInvite(_)) => 3,
+            _ => 4,
+        };
+        match kind {
+            0 => {
+                self.set_leg_state(leg, LegState::Ended);
+                self.callee_failed(408, "Request Timeout".into(), now);
+            }
+            1 => {
+                if let Some(Purpose::RelayOut { server, .. }) = self.txns.get(key).map(|e| &e.purpose) {
+                    let server = server.clone();
+                    self.respond_server(&server, 408, "Request Timeout", None, now, |_| {});
+                }
+            }
+            2 => self.set_leg_state(leg, LegState::Ended),
+            // Timer H: our final response to the caller was never ACKed.
+            3 => self.set_leg_state(leg, LegState::Ended),
+            _ => {}
+        }
+    }
+
+    /// RFC 3261 §13.3.1.4: no ACK for our 2xx within 64*T1 — confirm and BYE the leg, and
+    /// end the call.
+    fn on_no_ack(&mut self, leg: LegId, now: Instant) {
+        tracing::info!(call = self.key, leg, "no ACK for 2xx; ending the call");
+        self.send_bye(leg, Some("SIP;cause=408;text=\"ACK timeout\""), now);
+        self.end_call("no ACK", leg, now);
+    }
+
+    /// Ends everything at once (shutdown, operator): BYE/CANCEL/reject every leg.
+    pub fn hangup_all(&mut self, reason: &str, now: Instant) {
+        self.end_reason.get_or_insert_with(|| reason.to_owned());
+        if self.legs.get(CALLER).map(|l| l.state) == Some(LegState::Early) {
+            self.reject_caller(480, "Temporarily Unavailable", None, now);
+        } else {
+            for leg in 0..self.legs.len() {
+                self.hang_up_leg(leg, now);
+            }
+            self.phase = Phase::Ending;
+        }
+    }
+
+    /// Looks up a leg by a request's dialog identifiers.
+    pub fn leg_for_request(&self, msg: &SipMessage) -> Option<LegId> {
+        if msg.to_tag().is_none() {
+            // The caller's INVITE retransmission or CANCEL.
+            let caller = self.legs.get(CALLER)?;
+            return (msg.call_id() == caller.dialog.call_id
+                && msg.from_tag() == caller.dialog.remote_tag.as_deref())
+            .then_some(CALLER);
+        }
+        self.legs.iter().position(|l| l.dialog.matches_request(msg))
+    }
+
+    /// Releases everything the call counted for agents (called when the actor ends, so a
+    /// lost message never leaves an agent `talking` or `ringing`).
+    pub fn release_agents(&mut self) {
+        for leg in 0..self.legs.len() {
+            self.set_offered(leg, false);
+            self.set_talking(leg, false);
+        }
+    }
+
+    /// The peer leg bridged to `leg`.
+    pub fn peer_of(&self, leg: LegId) -> Option<LegId> {
+        let answered = self.answered?;
+        if leg == CALLER {
+            Some(answered)
+        } else if leg == answered {
+            Some(CALLER)
+        } else {
+            None
+        }
+    }
+
+    /// `true` while an INVITE transaction is open on `leg` in either direction.
+    pub fn invite_in_progress(&self, leg: LegId) -> bool {
+        self.txns.values().any(|e| {
+            e.leg == leg
+                && match &e.machine {
+                    Transaction::ServerInvite(m) => m.state() == ServerInviteState::Proceeding,
+                    Transaction::ClientInvite(m) => matches!(
+                        m.state(),
+                        ClientInviteState::Calling | ClientInviteState::Proceeding
+                    ),
+                    Transaction::Uas2xx(m) => !m.is_terminated(),
+                    _ => false,
+                }
+        })
+    }
+
+    /// The header value of a SIP header in `msg`, for logs.
+    pub fn describe(msg: &SipMessage) -> String {
+        msg.header(HeaderName::From).map(|f| f.into_owned()).unwrap_or_default()
+    }
+}
+
+/// Methods handover accepts inside a call.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, NOTIFY";

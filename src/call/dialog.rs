@@ -1,0 +1,213 @@
+//! One dialog of a call as handover sees it (RFC 3261 §12): the identifiers, parties, remote
+//! target, route set and CSeq counters of one leg, and the requests built from them.
+//!
+//! handover is a UA on every leg: on the caller's leg it is the UAS (the dialog is built from
+//! the INVITE, §12.1.1), on every leg it starts it is the UAC (§12.1.2). Requests always go
+//! to the leg's *flow* — the address and connection the peer used (for the caller) or
+//! registered from (for an agent) — so NATed and TCP phones are reached where they are
+//! (RFC 5626 in spirit; SIP-NOTES.md: reach TCP phones over the connection they opened).
+
+use crate::endpoint::Endpoint;
+use crate::incoming::IncomingRequest;
+use crate::sip::{HeaderName, MessageBuilder, Method, NameAddr, ParseError};
+use crate::transport::{Destination, Protocol};
+
+/// Identifiers and routing state of one dialog.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: Option<String>,
+    /// Our party as a name-addr without tag (From of our requests).
+    pub local_party: String,
+    /// The peer as a name-addr without tag (To of our requests).
+    pub remote_party: String,
+    /// Request-URI of our requests: the peer's Contact.
+    pub remote_target: String,
+    /// Route headers for our requests, in order.
+    pub route_set: Vec<String>,
+    pub local_cseq: u32,
+    pub remote_cseq: Option<u32>,
+    /// Where our requests go.
+    pub flow: Destination,
+}
+
+/// `addr` without its `tag` parameter, as a header value.
+fn without_tag(mut addr: NameAddr) -> String {
+    addr.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
+    addr.to_string()
+}
+
+fn contact_uri(msg: &crate::sip::SipMessage) -> Option<String> {
+    match msg.contacts() {
+        Ok(crate::sip::Contacts::List(list)) => list.into_iter().next().map(|c| c.uri.to_string()),
+        _ => None,
+    }
+}
+
+impl Dialog {
+    /// The UAS side of a dialog created by `req` (RFC 3261 §12.1.1).
+    pub fn from_request(req: &IncomingRequest, local_tag: String) -> Result<Dialog, ParseError> {
+        let msg = &req.msg;
+        let from = msg.from()?;
+        let to = msg.to()?;
+        let remote_target = contact_uri(msg)
+            .or_else(|| Some(from.uri.to_string()))
+            .unwrap_or_default();
+        let route_set = msg
+            .record_routes()?
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect();
+        let flow = match req.source.protocol {
+            Protocol::Tcp => Destination {
+                protocol: Protocol::Tcp,
+                addr: req.source.remote,
+                connection: req.source.connection,
+            },
+            Protocol::Udp => Destination {
+                protocol: Protocol::Udp,
+                addr: req.source.remote,
+                connection: None,
+            },
+        };
+        Ok(Dialog {
+            call_id: msg.call_id().to_owned(),
+            local_tag,
+            remote_tag: msg.from_tag().map(str::to_owned),
+            local_party: without_tag(to),
+            remote_party: without_tag(from),
+            remote_target,
+            route_set,
+            local_cseq: fastrand::u32(1..10_000),
+            remote_cseq: Some(msg.cseq().seq),
+            flow,
+        })
+    }
+
+    /// The UAC side of a dialog handover starts (RFC 3261 §12.1.2); completed by
+    /// [`Dialog::confirm`] when the peer answers.
+    pub fn outgoing(
+        call_id: String,
+        local_tag: String,
+        local_party: String,
+        remote_party: String,
+        remote_target: String,
+        flow: Destination,
+    ) -> Dialog {
+        Dialog {
+            call_id,
+            local_tag,
+            remote_tag: None,
+            local_party,
+            remote_party,
+            remote_target,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: None,
+            flow,
+        }
+    }
+
+    /// Records the peer's tag, Contact and (reversed) Record-Route from a response that
+    /// creates or confirms the dialog (RFC 3261 §12.1.2).
+    pub fn confirm(&mut self, resp: &crate::sip::SipMessage) {
+        if let Some(tag) = resp.to_tag() {
+            self.remote_tag = Some(tag.to_owned());
+        }
+        if let Some(target) = contact_uri(resp) {
+            self.remote_target = target;
+        }
+        if let Ok(rr) = resp.record_routes() {
+            self.route_set = rr.into_iter().rev().map(|r| r.to_string()).collect();
+        }
+    }
+
+    /// A target refresh (re-INVITE/UPDATE with Contact, RFC 3261 §12.2.2).
+    pub fn refresh_target(&mut self, req: &crate::sip::SipMessage) {
+        if let Some(target) = contact_uri(req) {
+            self.remote_target = target;
+        }
+    }
+
+    /// `true` if `msg` (a request received on this leg) belongs to this dialog.
+    pub fn matches_request(&self, msg: &crate::sip::SipMessage) -> bool {
+        msg.call_id() == self.call_id
+            && msg.to_tag() == Some(self.local_tag.as_str())
+            && (self.remote_tag.is_none() || msg.from_tag() == self.remote_tag.as_deref())
+    }
+
+    /// Next CSeq number for a new request (not ACK/CANCEL, which reuse the INVITE's).
+    pub fn next_cseq(&mut self) -> u32 {
+        self.local_cseq = self.local_cseq.wrapping_add(1).max(1);
+        self.local_cseq
+    }
+
+    /// Start line, Via, Max-Forwards, Route, From, To, Call-ID, CSeq, and Contact for
+    /// methods that carry one. The caller adds further headers and the body.
+    pub fn request(
+        &self,
+        ep: &Endpoint,
+        method: &Method,
+        request_uri: &str,
+        branch: &str,
+        cseq: u32,
+    ) -> MessageBuilder {
+        let local = ep.local_addr_for(&self.flow);
+        let mut b = MessageBuilder::request(method, request_uri);
+        b.header_fmt(
+            "Via",
+            format_args!("SIP/2.0/{} {};branch={};rport", self.flow.protocol, local, branch),
+        );
+        b.header("Max-Forwards", "70");
+        for route in &self.route_set {
+            b.header("Route", route);
+        }
+        b.header_fmt("From", format_args!("{};tag={}", self.local_party, self.local_tag));
+        match &self.remote_tag {
+            Some(tag) => b.header_fmt("To", format_args!("{};tag={}", self.remote_party, tag)),
+            None => b.header("To", &self.remote_party),
+        };
+        b.header("Call-ID", &self.call_id);
+        let cseq_method = if *method == Method::Ack { "ACK" } else { method.as_str() };
+        b.header_fmt("CSeq", format_args!("{cseq} {cseq_method}"));
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Refer | Method::Notify
+        ) {
+            b.header("Contact", &self.contact(ep));
+        }
+        b
+    }
+
+    /// handover's Contact on this leg.
+    pub fn contact(&self, ep: &Endpoint) -> String {
+        let local = ep.local_addr_for(&self.flow);
+        match self.flow.protocol {
+            Protocol::Tcp => format!("<sip:handover@{local};transport=tcp>"),
+            Protocol::Udp => format!("<sip:handover@{local}>"),
+        }
+    }
+}
+
+/// Copies the headers that describe the body (Content-Type aside, which `body()` writes)
+/// and application data that must travel with a relayed request or response.
+pub fn copy_passthrough_headers(b: &mut MessageBuilder, msg: &crate::sip::SipMessage) {
+    for (name, raw_name, value) in msg.headers() {
+        let pass = match name {
+            HeaderName::Other => {
+                let n = raw_name;
+                n.len() > 2 && n.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))
+                    || n.eq_ignore_ascii_case("User-to-User")
+                    || n.eq_ignore_ascii_case("Content-Disposition")
+                    || n.eq_ignore_ascii_case("Info-Package")
+                    || n.eq_ignore_ascii_case("Subject")
+            }
+            HeaderName::Reason | HeaderName::CallInfo => true,
+            _ => false,
+        };
+        if pass {
+            b.header(raw_name, &value);
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Calls: one actor per call owning every leg (DESIGN.md §1, STYLE.md rule 4).
+//!
+//! - [`registry`]: the call router — (Call-ID, tag, branch) → the owning actor's handle.
+//! - [`dialog`]: one leg's dialog state and the requests built from it.
+//! - [`core`]: the call's state machine over its legs and transactions; it decides and
+//!   writes outgoing messages into an outbox, it never touches a socket or a clock.
+//! - [`indialog`]: requests inside a dialog (BYE, re-INVITE, UPDATE, INFO, ...), relayed
+//!   from one leg to the other.
+//! - [`actor`]: the tokio task around a core: inbox, one deadline, shutdown.
+
+pub mod actor;
+pub mod core;
+pub mod dialog;
+pub mod indialog;
+pub mod registry;
+
+use crate::incoming::IncomingRequest;
+use crate::sip::SipMessage;
+use crate::transport::Source;
+
+pub use actor::spawn_call;
+pub use registry::{CallHandle, CallKey, CallRegistry};
+
+/// Everything a call actor is told.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A request for one of the call's dialogs (or its initial INVITE's retransmission or
+    /// CANCEL).
+    Request(Box<IncomingRequest>),
+    /// A response to one of the call's client transactions.
+    Response { msg: Box<SipMessage>, source: Source },
+    /// Operator or shutdown: end the call now, with this Reason text.
+    Hangup { reason: String },
+}
+
+/// Who placed the call (DESIGN.md §2 "Who is calling").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A customer's call from a trunk.
+    Customer { trunk: String },
+    /// An agent's own call.
+    Agent { id: String },
+}
+
+/// Where a new call goes: the parties to ring, in parallel.
+#[derive(Debug, Clone)]
+pub struct CallTarget {
+    /// Agent id when the target is an agent (its state follows the call).
+    pub agent: Option<String>,
+    /// The To party on the new leg (name-addr).
+    pub party: String,
+    /// Contacts to ring at once (forking): Request-URI and flow of each.
+    pub contacts: Vec<(String, crate::transport::Destination)>,
+    /// Our From party on the new leg (the caller's identity, name-addr without tag).
+    pub presented_caller: String,
+}

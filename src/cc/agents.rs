@@ -1,0 +1,228 @@
+//! Agent directory: who the agents are and what state each one is in (DESIGN.md §2).
+//!
+//! ```text
+//!  logged_out ──REGISTER──► idle ──offered──► ringing ──answered──► talking
+//!       ▲                    ▲  ◄──missed/failed──┘                     │
+//!       └──binding expired───┘  ◄────────────── call released ─────────┘
+//!  not_ready: set by the operator (control API); an agent with a call keeps `talking`.
+//! ```
+//!
+//! The state is *derived* from a few counters (bindings, calls offered, calls answered) and
+//! the operator's `not_ready` flag, so a lost event can never leave a stale state behind:
+//! when a call actor ends, its Drop guard releases what it counted, and the state heals.
+//! The directory is a plain struct; its owner serialises access (one short mutex section per
+//! change, never held across an await).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Instant;
+
+/// The externally visible state of an agent (DESIGN.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentState {
+    LoggedOut,
+    Idle,
+    Ringing,
+    Talking,
+    Waiting,
+    WrapUp,
+    NotReady,
+}
+
+impl AgentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::LoggedOut => "logged_out",
+            AgentState::Idle => "idle",
+            AgentState::Ringing => "ringing",
+            AgentState::Talking => "talking",
+            AgentState::Waiting => "waiting",
+            AgentState::WrapUp => "wrap_up",
+            AgentState::NotReady => "not_ready",
+        }
+    }
+}
+
+impl fmt::Display for AgentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One agent's bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub skills: Vec<String>,
+    /// Agents with a static contact are reachable without registering.
+    pub static_contact: bool,
+    registered: bool,
+    not_ready: bool,
+    offers: u32,
+    calls: u32,
+    waiting: u32,
+    /// When the agent last became idle: queues offer to the longest-idle agent.
+    pub idle_since: Instant,
+}
+
+impl Agent {
+    pub fn state(&self) -> AgentState {
+        if !self.registered && !self.static_contact {
+            AgentState::LoggedOut
+        } else if self.calls > 0 {
+            AgentState::Talking
+        } else if self.waiting > 0 {
+            AgentState::Waiting
+        } else if self.offers > 0 {
+            AgentState::Ringing
+        } else if self.not_ready {
+            AgentState::NotReady
+        } else {
+            AgentState::Idle
+        }
+    }
+}
+
+/// A state change, published for the control API and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStateChange {
+    pub agent: String,
+    pub from: AgentState,
+    pub to: AgentState,
+}
+
+/// What happened to one agent; each variant adjusts one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentEvent {
+    LoggedIn,
+    LoggedOut,
+    Offered,
+    OfferEnded,
+    CallStarted,
+    CallEnded,
+    SetNotReady(bool),
+}
+
+/// Every configured agent and its state.
+#[derive(Debug, Default)]
+pub struct AgentDirectory {
+    agents: HashMap<String, Agent>,
+}
+
+impl AgentDirectory {
+    pub fn new<'a>(agents: impl IntoIterator<Item = (&'a str, Vec<String>, bool)>, now: Instant) -> Self {
+        let agents = agents
+            .into_iter()
+            .map(|(id, skills, static_contact)| {
+                (
+                    id.to_owned(),
+                    Agent {
+                        id: id.to_owned(),
+                        skills,
+                        static_contact,
+                        registered: false,
+                        not_ready: false,
+                        offers: 0,
+                        calls: 0,
+                        waiting: 0,
+                        idle_since: now,
+                    },
+                )
+            })
+            .collect();
+        AgentDirectory { agents }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Agent> {
+        self.agents.get(id)
+    }
+
+    pub fn state(&self, id: &str) -> Option<AgentState> {
+        self.agents.get(id).map(Agent::state)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values()
+    }
+
+    /// Applies `event` to agent `id`; returns the state change, if the state changed.
+    pub fn apply(&mut self, id: &str, event: AgentEvent, now: Instant) -> Option<AgentStateChange> {
+        let agent = self.agents.get_mut(id)?;
+        let before = agent.state();
+        match event {
+            AgentEvent::LoggedIn => agent.registered = true,
+            AgentEvent::LoggedOut => agent.registered = false,
+            AgentEvent::Offered => agent.offers = agent.offers.saturating_add(1),
+            AgentEvent::OfferEnded => agent.offers = agent.offers.saturating_sub(1),
+            AgentEvent::CallStarted => agent.calls = agent.calls.saturating_add(1),
+            AgentEvent::CallEnded => agent.calls = agent.calls.saturating_sub(1),
+            AgentEvent::SetNotReady(on) => agent.not_ready = on,
+        }
+        let after = agent.state();
+        if after == AgentState::Idle && before != AgentState::Idle {
+            agent.idle_since = now;
+        }
+        (before != after).then(|| AgentStateChange {
+            agent: id.to_owned(),
+            from: before,
+            to: after,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> AgentDirectory {
+        AgentDirectory::new(
+            [("1001", vec!["sales".to_owned()], false), ("2001", vec![], true)],
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn registration_is_login_and_expiry_is_logout() {
+        let mut d = directory();
+        let now = Instant::now();
+        assert_eq!(d.state("1001"), Some(AgentState::LoggedOut));
+        let change = d.apply("1001", AgentEvent::LoggedIn, now).unwrap();
+        assert_eq!((change.from, change.to), (AgentState::LoggedOut, AgentState::Idle));
+        assert!(d.apply("1001", AgentEvent::LoggedIn, now).is_none());
+        d.apply("1001", AgentEvent::LoggedOut, now);
+        assert_eq!(d.state("1001"), Some(AgentState::LoggedOut));
+    }
+
+    #[test]
+    fn static_contact_agents_are_idle_without_registering() {
+        assert_eq!(directory().state("2001"), Some(AgentState::Idle));
+    }
+
+    #[test]
+    fn offer_answer_release_cycle() {
+        let mut d = directory();
+        let now = Instant::now();
+        d.apply("1001", AgentEvent::LoggedIn, now);
+        d.apply("1001", AgentEvent::Offered, now);
+        assert_eq!(d.state("1001"), Some(AgentState::Ringing));
+        d.apply("1001", AgentEvent::CallStarted, now);
+        d.apply("1001", AgentEvent::OfferEnded, now);
+        assert_eq!(d.state("1001"), Some(AgentState::Talking));
+        d.apply("1001", AgentEvent::SetNotReady(true), now);
+        assert_eq!(d.state("1001"), Some(AgentState::Talking), "a call outranks not_ready");
+        d.apply("1001", AgentEvent::CallEnded, now);
+        assert_eq!(d.state("1001"), Some(AgentState::NotReady));
+        d.apply("1001", AgentEvent::SetNotReady(false), now);
+        assert_eq!(d.state("1001"), Some(AgentState::Idle));
+    }
+
+    #[test]
+    fn counters_never_underflow() {
+        let mut d = directory();
+        let now = Instant::now();
+        d.apply("2001", AgentEvent::CallEnded, now);
+        d.apply("2001", AgentEvent::OfferEnded, now);
+        assert_eq!(d.state("2001"), Some(AgentState::Idle));
+        assert!(d.apply("nobody", AgentEvent::LoggedIn, now).is_none());
+    }
+}

@@ -1,0 +1,578 @@
+//! The dispatcher: every message the transport delivers comes through here once (DESIGN.md
+//! §1: transport → transaction layer → call router).
+//!
+//! - Responses go to the call named by their top-Via branch (ours embed the call key).
+//! - Requests with our tag in To go to the call named by the tag; unknown → 481.
+//! - A new INVITE is checked (Max-Forwards, Require, who is calling, dial plan) and starts
+//!   a call actor; its retransmissions and CANCEL go to that actor.
+//! - REGISTER goes to the registrar; out-of-dialog OPTIONS is answered here.
+//! - REGISTER and out-of-dialog OPTIONS are non-INVITE server transactions of the
+//!   dispatcher: retransmissions get the cached response (RFC 3261 §17.2.2) until Timer J.
+//!
+//! Requests refused before a call exists (400, 403, 404, 420, 480, 483, 501, 503) are
+//! answered statelessly: the same request gets the same answer, and an ACK for a refused
+//! INVITE has nothing to match and is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::call::registry::{key_from_branch, key_from_tag, DeliverError};
+use crate::call::{spawn_call, CallEvent, CallTarget, Caller};
+use crate::cc::agents::AgentEvent;
+use crate::config::Target;
+use crate::endpoint::{Endpoint, TransactionCount};
+use crate::incoming::{uri_destination, IncomingRequest};
+use crate::location::AgentAuth;
+use crate::registrar::Transition;
+use crate::sip::{HeaderName, Method, ParseError, SipMessage};
+use crate::transaction::{Action, Reliability, ServerNonInvite};
+use crate::transport::{FramingError, Inbound, InboundSink, Protocol, Source};
+
+/// Option tags handover supports in `Require` (RFC 3261 §8.2.2.3).
+const SUPPORTED: &[&str] = &["replaces", "norefersub"];
+
+/// Bound on the dispatcher's own transactions (REGISTER/OPTIONS retransmission absorption).
+const MAX_LOCAL_TRANSACTIONS: usize = 16_384;
+
+struct LocalTxn {
+    machine: ServerNonInvite,
+    dest: crate::transport::Destination,
+    _count: TransactionCount,
+}
+
+/// Routes inbound messages; the transport's sink.
+pub struct Dispatcher {
+    ep: Arc<Endpoint>,
+    local: Mutex<HashMap<Box<str>, LocalTxn>>,
+}
+
+impl InboundSink for Dispatcher {
+    fn deliver(&self, inbound: Inbound) {
+        match inbound {
+            Inbound::Message { data, source } => self.on_message(data, source),
+            Inbound::FramingError { head, error, source } => self.on_framing_error(head, error, source),
+        }
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Dispatcher {
+    pub fn new(ep: Arc<Endpoint>) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            ep,
+            local: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, LocalTxn>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// RFC 3261 §18.3: a stream message without Content-Length, or too large, is answered
+    /// (400 / 513) when its head names enough to answer, and the connection is closed.
+    fn on_framing_error(&self, head: Bytes, error: FramingError, source: Source) {
+        self.ep.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+        let (code, reason) = match error {
+            FramingError::TooLarge { .. } => (513, "Message Too Large"),
+            FramingError::MissingContentLength => (400, "Missing Content-Length"),
+            _ => (400, "Bad Content-Length"),
+        };
+        tracing::debug!(from = %source.remote, %error, "framing error");
+        let reply = minimal_response(&head, code, reason);
+        let Some(transport) = self.ep.transport() else { return };
+        match (source.connection, reply) {
+            (Some(conn), Some(bytes)) => transport.send_and_close(conn, bytes),
+            (Some(conn), None) => transport.send_and_close(conn, Bytes::new()),
+            (None, Some(bytes)) => {
+                let dest = crate::transport::Destination {
+                    protocol: source.protocol,
+                    addr: source.remote,
+                    connection: None,
+                };
+                self.ep.send(&dest, bytes);
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn on_message(&self, data: Bytes, source: Source) {
+        let msg = match SipMessage::parse(data.clone()) {
+            Ok(m) => m,
+            Err(e) => return self.on_parse_error(&data, e, source),
+        };
+        tracing::trace!(from = %source.remote, "{}", msg.method().map(|m| m.as_str().to_owned()).unwrap_or_else(|| msg.status().unwrap_or(0).to_string()));
+        if msg.is_request() {
+            match IncomingRequest::new(msg, source) {
+                Ok(req) => self.on_request(req),
+                Err(_) => {
+                    self.ep.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        } else {
+            self.on_response(msg, source);
+        }
+    }
+
+    /// A request that does not parse gets 400 naming the problem when its Via, From, To,
+    /// Call-ID and CSeq can still be found; anything else (garbage, bad responses) is
+    /// dropped and counted.
+    fn on_parse_error(&self, data: &Bytes, error: ParseError, source: Source) {
+        self.ep.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(from = %source.remote, %error, "unparseable message");
+        if data.starts_with(b"SIP/") || data.starts_with(b"ACK ") {
+            return;
+        }
+        if let Some(bytes) = minimal_response(data, error.status_code(), error.reason()) {
+            let dest = crate::transport::Destination {
+                protocol: source.protocol,
+                addr: source.remote,
+                connection: source.connection,
+            };
+            self.ep.send(&dest, bytes);
+        }
+    }
+
+    fn on_response(&self, msg: SipMessage, source: Source) {
+        let call = msg.branch().and_then(key_from_branch).and_then(|k| self.ep.calls.get(k));
+        match call {
+            Some(handle) => {
+                let _ = handle.deliver(CallEvent::Response {
+                    msg: Box::new(msg),
+                    source,
+                });
+            }
+            None => {
+                self.ep.counters.stray_responses.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn reply(&self, req: &IncomingRequest, code: u16, reason: &str, extra: impl FnOnce(&mut crate::sip::MessageBuilder)) {
+        if code >= 300 {
+            self.ep.counters.rejected_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let tag = if req.msg.to_tag().is_none() && code > 100 {
+            Some(format!("s{:08x}", fastrand::u32(..)))
+        } else {
+            None
+        };
+        let mut b = req.response(code, reason, tag.as_deref());
+        b.header("Server", &self.ep.user_agent);
+        extra(&mut b);
+        self.ep.send(&req.response_destination(), b.finish());
+    }
+
+    fn on_request(&self, req: IncomingRequest) {
+        let Some(method) = req.msg.method().cloned() else { return };
+        // In-dialog (or at least addressed to one of our tags): the call decides.
+        if let Some(tag) = req.msg.to_tag() {
+            let call = key_from_tag(tag).and_then(|k| self.ep.calls.get(k));
+            match call {
+                Some(handle) => self.deliver(handle, req),
+                None if method == Method::Ack => {}
+                None => {
+                    if !self.absorb_retransmission(&req) {
+                        self.answer_local(req, 481, "Call/Transaction Does Not Exist", |_| {});
+                    }
+                }
+            }
+            return;
+        }
+        match method {
+            Method::Invite => self.on_invite(req),
+            Method::Cancel => {
+                let from_tag = req.msg.from_tag().unwrap_or_default();
+                match self.ep.calls.find_initial(req.msg.call_id(), from_tag) {
+                    Some(handle) => self.deliver(handle, req),
+                    None => self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {}),
+                }
+            }
+            Method::Ack => {}
+            Method::Register | Method::Options => {
+                if self.absorb_retransmission(&req) {
+                    return;
+                }
+                if method == Method::Register {
+                    self.on_register(req);
+                } else {
+                    self.answer_local(req, 200, "OK", |b| {
+                        b.header("Allow", crate::call::core::ALLOW);
+                        b.header("Accept", "application/sdp");
+                        b.header("Supported", "replaces, norefersub");
+                    });
+                }
+            }
+            Method::Bye | Method::Refer | Method::Notify | Method::Update | Method::Info | Method::Prack => {
+                self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {})
+            }
+            _ => self.reply(&req, 501, "Not Implemented", |b| {
+                b.header("Allow", crate::call::core::ALLOW);
+            }),
+        }
+    }
+
+    fn deliver(&self, handle: crate::call::CallHandle, req: IncomingRequest) {
+        let is_ack = req.msg.method() == Some(&Method::Ack);
+        let copy = if is_ack { None } else { Some(req.clone()) };
+        match handle.deliver(CallEvent::Request(Box::new(req))) {
+            Ok(()) => {}
+            Err(DeliverError::Busy) => {
+                if let Some(req) = copy {
+                    self.reply(&req, 503, "Service Unavailable", |b| {
+                        b.header("Retry-After", "1");
+                    });
+                }
+            }
+            Err(DeliverError::Gone) => {
+                if let Some(req) = copy {
+                    self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {});
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ local transactions
+
+    fn local_key(req: &IncomingRequest) -> Box<str> {
+        let branch = req.msg.branch().unwrap_or_default();
+        format!("{}|{}|{}", branch, req.source.remote, req.msg.cseq().method).into()
+    }
+
+    /// A retransmission of a request the dispatcher already answered gets the same answer.
+    fn absorb_retransmission(&self, req: &IncomingRequest) -> bool {
+        let key = Self::local_key(req);
+        let mut local = self.local();
+        let Some(txn) = local.get_mut(&key) else { return false };
+        let actions = txn.machine.on_request();
+        let dest = txn.dest;
+        drop(local);
+        for action in actions {
+            if let Action::Transmit(bytes) = action {
+                self.ep.send(&dest, bytes);
+            }
+        }
+        true
+    }
+
+    /// Answers `req` through a non-INVITE server transaction of the dispatcher.
+    fn answer_local(&self, req: IncomingRequest, code: u16, reason: &str, extra: impl FnOnce(&mut crate::sip::MessageBuilder)) {
+        if code >= 300 {
+            self.ep.counters.rejected_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let tag = if req.msg.to_tag().is_none() {
+            Some(format!("s{:08x}", fastrand::u32(..)))
+        } else {
+            None
+        };
+        let mut b = req.response(code, reason, tag.as_deref());
+        b.header("Server", &self.ep.user_agent);
+        extra(&mut b);
+        let bytes = b.finish();
+        let dest = req.response_destination();
+        let reliability = match dest.protocol {
+            Protocol::Udp => Reliability::Unreliable,
+            Protocol::Tcp => Reliability::Reliable,
+        };
+        let mut machine = ServerNonInvite::new(reliability, self.ep.timers);
+        let actions = match machine.respond(code, bytes, now()) {
+            Ok(a) => a,
+            Err(_) => return,
+        };
+        for action in &actions {
+            if let Action::Transmit(bytes) = action {
+                self.ep.send(&dest, bytes.clone());
+            }
+        }
+        if !actions.is_terminated() {
+            let mut local = self.local();
+            if local.len() < MAX_LOCAL_TRANSACTIONS {
+                let count = self.ep.count_transaction();
+                local.insert(
+                    Self::local_key(&req),
+                    LocalTxn {
+                        machine,
+                        dest,
+                        _count: count,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Fires the dispatcher's transaction timers; returns the next deadline.
+    pub fn handle_timeouts(&self, now: Instant) -> Option<Instant> {
+        let mut local = self.local();
+        let mut sends = Vec::new();
+        local.retain(|_, txn| {
+            if txn.machine.next_deadline().is_some_and(|d| d <= now) {
+                for action in txn.machine.handle_timeout(now) {
+                    if let Action::Transmit(bytes) = action {
+                        sends.push((txn.dest, bytes));
+                    }
+                }
+            }
+            !txn.machine.is_terminated()
+        });
+        let next = local.values().filter_map(|t| t.machine.next_deadline()).min();
+        drop(local);
+        for (dest, bytes) in sends {
+            self.ep.send(&dest, bytes);
+        }
+        next
+    }
+
+    // ------------------------------------------------------------------ REGISTER
+
+    fn on_register(&self, req: IncomingRequest) {
+        let reply = self.ep.location().register(&req, now());
+        if let Some((agent, transition)) = &reply.transition {
+            let event = match transition {
+                Transition::Login => Some(AgentEvent::LoggedIn),
+                Transition::Logout => Some(AgentEvent::LoggedOut),
+                Transition::Unchanged => None,
+            };
+            if let Some(event) = event {
+                self.ep.agent_event(agent, event);
+            }
+        }
+        let headers = reply.headers;
+        self.answer_local(req, reply.code, reply.reason, |b| {
+            for (name, value) in &headers {
+                b.header(name, value);
+            }
+        });
+    }
+
+    // ------------------------------------------------------------------ INVITE
+
+    fn on_invite(&self, req: IncomingRequest) {
+        let msg = &req.msg;
+        if let Some(handle) = self.ep.calls.find_initial(msg.call_id(), msg.from_tag().unwrap_or_default()) {
+            return self.deliver(handle, req);
+        }
+        match msg.max_forwards() {
+            Ok(Some(0)) => return self.reply(&req, 483, "Too Many Hops", |_| {}),
+            Ok(_) => {}
+            Err(e) => return self.reply(&req, 400, e.reason(), |_| {}),
+        }
+        let unsupported: Vec<String> = msg
+            .option_tags(HeaderName::Require)
+            .into_iter()
+            .filter(|t| !SUPPORTED.contains(&t.as_str()))
+            .collect();
+        if !unsupported.is_empty() {
+            let list = unsupported.join(", ");
+            return self.reply(&req, 420, "Bad Extension", |b| {
+                b.header("Unsupported", &list);
+            });
+        }
+        if msg.from().is_err() || msg.to().is_err() {
+            return self.reply(&req, 400, "Bad From or To", |_| {});
+        }
+        let uri = match msg.request_uri() {
+            Ok(u) => u,
+            Err(e) => return self.reply(&req, 400, e.reason(), |_| {}),
+        };
+        if self.ep.calls.len() >= self.ep.config.sip.max_calls {
+            return self.reply(&req, 503, "Service Unavailable", |b| {
+                b.header("Retry-After", "5");
+            });
+        }
+        let Some(caller) = self.classify_caller(&req) else { return };
+        let dialled = uri.user_str().to_owned();
+        let Some(target) = self.ep.config.target_for_number(&dialled) else {
+            return self.reply(&req, 404, "Not Found", |b| {
+                b.header_fmt(
+                    "Warning",
+                    format_args!("399 handover \"no agent, queue, IVR or external number is {dialled}\""),
+                );
+            });
+        };
+        let Some(call_target) = self.resolve_target(&req, &caller, &target) else { return };
+        if spawn_call(&self.ep, req.clone(), caller, call_target).is_none() {
+            // Raced with a retransmission of the same INVITE: hand it to the winner.
+            if let Some(handle) = self.ep.calls.find_initial(req.msg.call_id(), req.msg.from_tag().unwrap_or_default()) {
+                self.deliver(handle, req);
+            }
+        }
+    }
+
+    /// DESIGN.md §2 "Who is calling": a registered agent's flow, else a trunk source, else
+    /// an agent that authenticates (407), else refused (403).
+    fn classify_caller(&self, req: &IncomingRequest) -> Option<Caller> {
+        let now = now();
+        let agent = self.ep.location().agent_for_source(req.source.remote, now);
+        if let Some(id) = agent {
+            return Some(Caller::Agent { id });
+        }
+        if let Some(trunk) = self.ep.config.trunk_for_source(req.source.remote.ip()) {
+            return Some(Caller::Customer {
+                trunk: trunk.name.clone(),
+            });
+        }
+        let from_user = req.msg.from().map(|f| f.uri.user_str().to_owned()).unwrap_or_default();
+        if self.ep.config.agent(&from_user).is_some() {
+            let auth = self.ep.location().authenticate_agent(&req.msg, now);
+            match auth {
+                AgentAuth::Agent(id) => return Some(Caller::Agent { id }),
+                AgentAuth::Challenge(reply) => {
+                    let headers = reply.headers;
+                    self.reply(req, reply.code, reply.reason, |b| {
+                        for (n, v) in &headers {
+                            b.header(n, v);
+                        }
+                    });
+                    return None;
+                }
+            }
+        }
+        self.reply(req, 403, "Forbidden", |b| {
+            b.header("Warning", "399 handover \"source is neither a trunk nor an agent\"");
+        });
+        None
+    }
+
+    /// Turns a dial-plan target into the contacts to ring; answers the caller itself when
+    /// there is nobody to ring.
+    fn resolve_target(&self, req: &IncomingRequest, caller: &Caller, target: &Target) -> Option<CallTarget> {
+        let config = &self.ep.config;
+        let domain = &config.sip.domain;
+        let presented_caller = req
+            .msg
+            .from()
+            .map(|mut f| {
+                f.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
+                f.to_string()
+            })
+            .unwrap_or_default();
+        match target {
+            Target::Agent(id) => {
+                let agent = config.agent(id)?;
+                let mut contacts = self.ep.location().contacts_for(id, now());
+                if contacts.is_empty() {
+                    if let Some(uri) = &agent.contact {
+                        if let Some(dest) = crate::sip::Uri::parse(uri).ok().and_then(|u| uri_destination(&u)) {
+                            contacts.push((uri.clone(), dest));
+                        }
+                    }
+                }
+                if contacts.is_empty() {
+                    self.reply(req, 480, "Temporarily Unavailable", |b| {
+                        b.header_fmt("Warning", format_args!("399 handover \"agent {id} is not registered\""));
+                    });
+                    return None;
+                }
+                Some(CallTarget {
+                    agent: Some(id.clone()),
+                    party: format!("<sip:{id}@{domain}>"),
+                    contacts,
+                    presented_caller,
+                })
+            }
+            Target::Ivr(name) => {
+                let ivr = config.ivr(name)?;
+                let dest = crate::sip::Uri::parse(&ivr.uri).ok().and_then(|u| uri_destination(&u));
+                let Some(dest) = dest else {
+                    self.reply(req, 480, "Temporarily Unavailable", |_| {});
+                    return None;
+                };
+                Some(CallTarget {
+                    agent: None,
+                    party: format!("<{}>", ivr.uri),
+                    contacts: vec![(ivr.uri.clone(), dest)],
+                    presented_caller,
+                })
+            }
+            Target::External(_) | Target::Number(_) => {
+                // External numbers are for agents' own calls (DESIGN.md §2); a trunk call to
+                // one would be toll fraud by loop.
+                if !matches!(caller, Caller::Agent { .. }) {
+                    self.reply(req, 403, "Forbidden", |b| {
+                        b.header("Warning", "399 handover \"external numbers are not reachable from trunks\"");
+                    });
+                    return None;
+                }
+                let number = match target {
+                    Target::External(name) => config.external_number(name).map(|e| e.number.clone())?,
+                    Target::Number(n) => n.clone(),
+                    _ => return None,
+                };
+                let trunk = config.outbound_trunk();
+                let outbound = trunk.and_then(|t| t.outbound.clone());
+                let dest = outbound
+                    .as_deref()
+                    .and_then(|o| crate::sip::Uri::parse(o).ok())
+                    .and_then(|u| uri_destination(&u));
+                let (Some(outbound_uri), Some(dest)) = (outbound, dest) else {
+                    self.reply(req, 503, "Service Unavailable", |b| {
+                        b.header("Warning", "399 handover \"no trunk has an outbound route\"");
+                    });
+                    return None;
+                };
+                let host = outbound_uri.trim_start_matches("sips:").trim_start_matches("sip:");
+                let host = host.rsplit('@').next().unwrap_or(host);
+                let uri = format!("sip:{number}@{host}");
+                Some(CallTarget {
+                    agent: None,
+                    party: format!("<{uri}>"),
+                    contacts: vec![(uri, dest)],
+                    presented_caller,
+                })
+            }
+            Target::Queue(name) => {
+                self.reply(req, 480, "Temporarily Unavailable", |b| {
+                    b.header_fmt("Warning", format_args!("399 handover \"queue {name} has no agent available\""));
+                });
+                None
+            }
+        }
+    }
+}
+
+/// A response to a message that did not parse: built from whatever Via, From, To, Call-ID
+/// and CSeq lines can be found in its head (RFC 3261 §8.2.2 still wants an answer).
+fn minimal_response(head: &[u8], code: u16, reason: &str) -> Option<Bytes> {
+    let text = std::str::from_utf8(head.get(..head.len().min(8192))?).ok()?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next()?;
+    if first.starts_with("SIP/") || first.starts_with("ACK ") {
+        return None;
+    }
+    let mut found: [Option<&str>; 5] = [None; 5];
+    for line in lines.take(256) {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, _)) = line.split_once(':') else { continue };
+        let slot = match HeaderName::from_bytes(name.trim().as_bytes()) {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            _ => continue,
+        };
+        if let Some(s) = found.get_mut(slot) {
+            if s.is_none() {
+                *s = Some(line);
+            }
+        }
+    }
+    if found.iter().any(Option::is_none) {
+        return None;
+    }
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in found.iter().flatten() {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(Bytes::from(out))
+}

@@ -1,0 +1,661 @@
+//! A parsed SIP message (RFC 3261 §7): start line, an index of header byte ranges over one
+//! `Bytes`, and the body.
+//!
+//! Parsing is a single pass (`memchr` per line) that records where every header name and
+//! value lies; nothing is copied. It validates what every layer relies on (§8.1.1, §8.2.2,
+//! §18.3): a well-formed start line (any method token, any reason phrase kept exactly),
+//! header lines (folds §7.3.1, whitespace before `:`, compact names §7.3.3), the presence
+//! and syntax of Via, From, To, Call-ID and CSeq, the CSeq method, and Content-Length
+//! (a shorter body is an error; a longer datagram is truncated, §18.3). The Call-ID, CSeq,
+//! From/To tags and the top Via branch are located during that pass, so their accessors
+//! are free. Every other typed value is parsed on demand from the header's `&str`.
+//!
+//! ```text
+//!  raw: INVITE sip:x SIP/2.0\r\nVia: ...\r\nCall-ID: abc\r\n...\r\n\r\nv=0...
+//!       ^start-line^          ^name^ ^value^                      ^body.....^
+//! ```
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use super::error::ParseError;
+use super::header::{HeaderEntry, HeaderName};
+use super::method::{is_token_char, Method};
+use super::name_addr::NameAddr;
+use super::scan;
+use super::typed::{option_tags, CSeq, Contacts, Replaces, SessionExpires};
+use super::uri::Uri;
+use super::via::Via;
+
+/// Most header lines accepted in one message.
+pub const MAX_HEADERS: usize = 256;
+
+#[derive(Clone, Debug)]
+enum StartLine {
+    Request { method: Method, uri: (usize, usize) },
+    Response { status: u16, reason: (usize, usize) },
+}
+
+/// A parsed SIP request or response over its raw bytes.
+#[derive(Clone, Debug)]
+pub struct SipMessage {
+    raw: Bytes,
+    start: StartLine,
+    headers: Vec<HeaderEntry>,
+    body: (usize, usize),
+    call_id: (usize, usize),
+    cseq: CSeq,
+    from_tag: Option<(usize, usize)>,
+    to_tag: Option<(usize, usize)>,
+    branch: Option<(usize, usize)>,
+}
+
+/// End of the line starting at `pos` (excluding CR LF or LF) and the start of the next.
+fn next_line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let nl = pos.checked_add(memchr::memchr(b'\n', buf.get(pos..)?)?)?;
+    let end = if nl > pos && buf.get(nl - 1) == Some(&b'\r') {
+        nl - 1
+    } else {
+        nl
+    };
+    Some((end, nl + 1))
+}
+
+/// Moves `end` back over spaces and tabs, not before `start`.
+fn trim_end(buf: &[u8], start: usize, mut end: usize) -> usize {
+    while end > start && matches!(buf.get(end - 1), Some(b' ' | b'\t')) {
+        end -= 1;
+    }
+    end
+}
+
+fn trim_start(buf: &[u8], mut start: usize, end: usize) -> usize {
+    while start < end && matches!(buf.get(start), Some(b' ' | b'\t')) {
+        start += 1;
+    }
+    start
+}
+
+fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseError> {
+    let line = buf.get(s..e).ok_or(ParseError::BadStartLine)?;
+    if line.len() >= 4
+        && line
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let sp = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+        if !line
+            .get(..sp)
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"SIP/2.0"))
+        {
+            return Err(ParseError::BadVersion);
+        }
+        let code = line.get(sp + 1..sp + 4).ok_or(ParseError::BadStatus)?;
+        if !code.iter().all(u8::is_ascii_digit) {
+            return Err(ParseError::BadStatus);
+        }
+        let status = code
+            .iter()
+            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+        if !(100..=699).contains(&status) {
+            return Err(ParseError::BadStatus);
+        }
+        let reason_start = match line.get(sp + 4) {
+            None => e,
+            Some(b' ') => s + sp + 5,
+            Some(_) => return Err(ParseError::BadStatus),
+        };
+        return Ok(StartLine::Response {
+            status,
+            reason: (reason_start.min(e), e),
+        });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version
+    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp2 = memchr::memrchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    if sp1 == 0 || sp2 <= sp1 {
+        return Err(ParseError::BadStartLine);
+    }
+    let method = Method::from_token(line.get(..sp1).ok_or(ParseError::BadMethod)?)
+        .ok_or(ParseError::BadMethod)?;
+    let version = line.get(sp2 + 1..).ok_or(ParseError::BadStartLine)?;
+    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Err(
+            if version.len() >= 4
+                && version
+                    .get(..4)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+            {
+                ParseError::BadVersion
+            } else {
+                ParseError::BadStartLine
+            },
+        );
+    }
+    let uri = line.get(sp1 + 1..sp2).ok_or(ParseError::BadRequestUri)?;
+    // A scheme, a colon, something after it, and no whitespace (§25.1 Request-URI).
+    let colon = memchr::memchr(b':', uri).ok_or(ParseError::BadRequestUri)?;
+    if colon == 0
+        || colon + 1 >= uri.len()
+        || uri.iter().any(|&c| c <= b' ' || c == 0x7f)
+        || !uri.get(..colon).is_some_and(|sch| {
+            sch.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        })
+    {
+        return Err(ParseError::BadRequestUri);
+    }
+    Ok(StartLine::Request {
+        method,
+        uri: (s + sp1 + 1, s + sp2),
+    })
+}
+
+impl SipMessage {
+    /// Parses one complete message (a UDP datagram, or one framed TCP message). See the
+    /// module docs for what is validated.
+    pub fn parse(raw: Bytes) -> Result<SipMessage, ParseError> {
+        let buf: &[u8] = &raw;
+        // §7.5: CRLFs before the start line are ignored.
+        let mut pos = buf
+            .iter()
+            .position(|&c| c != b'\r' && c != b'\n')
+            .ok_or(ParseError::Empty)?;
+        let (line_end, next) = next_line(buf, pos).ok_or(ParseError::Unterminated)?;
+        if buf
+            .get(pos..line_end)
+            .is_some_and(|l| memchr::memchr(b'\r', l).is_some())
+        {
+            return Err(ParseError::BadStartLine);
+        }
+        let start = parse_start_line(buf, pos, line_end)?;
+        pos = next;
+
+        let mut headers: Vec<HeaderEntry> = Vec::with_capacity(24);
+        let body_start = loop {
+            let (le, nx) = next_line(buf, pos).ok_or(ParseError::Unterminated)?;
+            if le == pos {
+                break nx;
+            }
+            // A bare CR inside a line is a line break to some peers: relaying it would let
+            // a sender smuggle headers past us (RFC 3261 §7.3.1 allows CR only in CRLF).
+            if buf
+                .get(pos..le)
+                .is_some_and(|l| memchr::memchr(b'\r', l).is_some())
+            {
+                return Err(ParseError::BadHeaderLine);
+            }
+            if matches!(buf.get(pos), Some(b' ' | b'\t')) {
+                // Continuation of the previous header's value (§7.3.1).
+                let last = headers.last_mut().ok_or(ParseError::BadHeaderLine)?;
+                let content = trim_start(buf, pos, le);
+                let end = trim_end(buf, content, le);
+                if end > content {
+                    if last.value_start == last.value_end {
+                        last.value_start = content;
+                    } else {
+                        last.folded = true;
+                    }
+                    last.value_end = end;
+                }
+            } else {
+                let line = buf.get(pos..le).ok_or(ParseError::BadHeaderLine)?;
+                let colon = memchr::memchr(b':', line).ok_or(ParseError::BadHeaderLine)?;
+                let name_end = trim_end(buf, pos, pos + colon);
+                let name = buf.get(pos..name_end).ok_or(ParseError::BadHeaderLine)?;
+                if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
+                    return Err(ParseError::BadHeaderLine);
+                }
+                if headers.len() >= MAX_HEADERS {
+                    return Err(ParseError::TooManyHeaders);
+                }
+                let value_start = trim_start(buf, pos + colon + 1, le);
+                headers.push(HeaderEntry {
+                    name: HeaderName::from_bytes(name),
+                    name_start: pos,
+                    name_end,
+                    value_start,
+                    value_end: trim_end(buf, value_start, le),
+                    folded: false,
+                });
+            }
+            pos = nx;
+        };
+        let head = buf.get(..body_start).ok_or(ParseError::Unterminated)?;
+        if std::str::from_utf8(head).is_err() {
+            return Err(ParseError::NotUtf8);
+        }
+
+        let mut via = None;
+        let mut from = None;
+        let mut to = None;
+        let mut call_id = None;
+        let mut cseq = None;
+        let mut content_length: Option<usize> = None;
+        for e in &headers {
+            let slot = match e.name {
+                HeaderName::Via => &mut via,
+                HeaderName::From => &mut from,
+                HeaderName::To => &mut to,
+                HeaderName::CallId => &mut call_id,
+                HeaderName::CSeq => &mut cseq,
+                HeaderName::ContentLength => {
+                    let text =
+                        std::str::from_utf8(buf.get(e.value_start..e.value_end).unwrap_or(b""))
+                            .unwrap_or("");
+                    let n = scan::parse_u32(text, 9)
+                        .ok_or(ParseError::BadHeader(HeaderName::ContentLength))?
+                        as usize;
+                    if content_length.is_some_and(|c| c != n) {
+                        return Err(ParseError::ContentLengthMismatch);
+                    }
+                    content_length = Some(n);
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(*e);
+            }
+        }
+        let via = via.ok_or(ParseError::MissingHeader(HeaderName::Via))?;
+        let from = from.ok_or(ParseError::MissingHeader(HeaderName::From))?;
+        let to = to.ok_or(ParseError::MissingHeader(HeaderName::To))?;
+        let call_id = call_id.ok_or(ParseError::MissingHeader(HeaderName::CallId))?;
+        let cseq_e = cseq.ok_or(ParseError::MissingHeader(HeaderName::CSeq))?;
+
+        let cid = buf
+            .get(call_id.value_start..call_id.value_end)
+            .ok_or(ParseError::BadHeader(HeaderName::CallId))?;
+        if cid.is_empty() || cid.iter().any(|&c| scan::is_ws(c)) {
+            return Err(ParseError::BadHeader(HeaderName::CallId));
+        }
+        let cseq_text =
+            std::str::from_utf8(buf.get(cseq_e.value_start..cseq_e.value_end).unwrap_or(b""))
+                .unwrap_or("");
+        let cseq = CSeq::parse(cseq_text)?;
+        if let StartLine::Request { method, .. } = &start {
+            if !matches!(method, Method::Ack | Method::Cancel) && *method != cseq.method {
+                return Err(ParseError::CSeqMethodMismatch);
+            }
+        }
+        let from_tag = tag_range(buf, &from).ok_or(ParseError::BadHeader(HeaderName::From))?;
+        let to_tag = tag_range(buf, &to).ok_or(ParseError::BadHeader(HeaderName::To))?;
+        let branch = branch_range(buf, &via).ok_or(ParseError::BadHeader(HeaderName::Via))?;
+
+        let available = buf.len() - body_start;
+        let body_len = match content_length {
+            Some(n) if n > available => return Err(ParseError::ContentLengthMismatch),
+            Some(n) => n,
+            None => available,
+        };
+        Ok(SipMessage {
+            start,
+            headers,
+            body: (body_start, body_start + body_len),
+            call_id: (call_id.value_start, call_id.value_end),
+            cseq,
+            from_tag,
+            to_tag,
+            branch,
+            raw,
+        })
+    }
+
+    /// The bytes the message was parsed from (for retransmission and logs).
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The method of a request.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { status, .. } => Some(status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response, exactly as received.
+    pub fn reason(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Response { reason, .. } => Some(self.text(reason)),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The Request-URI as written.
+    pub fn request_uri_str(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Request { uri, .. } => Some(self.text(uri)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The parsed Request-URI; `UnsupportedScheme` for schemes other than sip/sips/tel.
+    pub fn request_uri(&self) -> Result<Uri, ParseError> {
+        let s = self.request_uri_str().ok_or(ParseError::BadRequestUri)?;
+        Uri::parse(s).map_err(|e| match e {
+            ParseError::UnsupportedScheme => e,
+            _ => ParseError::BadRequestUri,
+        })
+    }
+
+    /// The first occurrence of a header, trimmed, folds replaced by one space. `None` for
+    /// `HeaderName::Other` (use [`SipMessage::header_named`]).
+    pub fn header(&self, name: HeaderName) -> Option<Cow<'_, str>> {
+        if name == HeaderName::Other {
+            return None;
+        }
+        self.headers
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| self.value(e))
+    }
+
+    /// Every occurrence of a header, in order (each value whole, not comma-split).
+    pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+        self.headers
+            .iter()
+            .filter(move |e| e.name == name && name != HeaderName::Other)
+            .map(|e| self.value(e))
+    }
+
+    /// The first header with this name (case-insensitive; compact and long forms of known
+    /// headers are equivalent), e.g. `X-Queue`.
+    pub fn header_named(&self, name: &str) -> Option<Cow<'_, str>> {
+        let known = HeaderName::from_bytes(name.as_bytes());
+        self.headers
+            .iter()
+            .find(|e| {
+                if known == HeaderName::Other {
+                    e.name == HeaderName::Other
+                        && self
+                            .text((e.name_start, e.name_end))
+                            .eq_ignore_ascii_case(name)
+                } else {
+                    e.name == known
+                }
+            })
+            .map(|e| self.value(e))
+    }
+
+    /// Every header in order: (name, name as written, value).
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, &str, Cow<'_, str>)> + '_ {
+        self.headers
+            .iter()
+            .map(|e| (e.name, self.text((e.name_start, e.name_end)), self.value(e)))
+    }
+
+    /// The body (Content-Length bytes), a zero-copy slice of the raw message.
+    pub fn body(&self) -> Bytes {
+        let (s, e) = self.body;
+        if s <= e && e <= self.raw.len() {
+            self.raw.slice(s..e)
+        } else {
+            Bytes::new()
+        }
+    }
+
+    /// The Call-ID (validated by `parse`).
+    pub fn call_id(&self) -> &str {
+        self.text(self.call_id)
+    }
+
+    /// The CSeq (validated by `parse`).
+    pub fn cseq(&self) -> CSeq {
+        self.cseq.clone()
+    }
+
+    /// The CSeq without cloning its method.
+    pub fn cseq_ref(&self) -> &CSeq {
+        &self.cseq
+    }
+
+    pub fn from(&self) -> Result<NameAddr, ParseError> {
+        self.name_addr(HeaderName::From)
+    }
+
+    pub fn to(&self) -> Result<NameAddr, ParseError> {
+        self.name_addr(HeaderName::To)
+    }
+
+    /// The From tag, located by `parse` (no allocation).
+    pub fn from_tag(&self) -> Option<&str> {
+        self.from_tag.map(|r| self.text(r))
+    }
+
+    /// The To tag, located by `parse` (no allocation).
+    pub fn to_tag(&self) -> Option<&str> {
+        self.to_tag.map(|r| self.text(r))
+    }
+
+    /// Every Via value, comma lists split, top first.
+    pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
+        let mut out = Vec::new();
+        for v in self.header_values(HeaderName::Via) {
+            for item in scan::split_list(&v) {
+                if out.len() >= scan::MAX_LIST {
+                    return Err(ParseError::BadHeader(HeaderName::Via));
+                }
+                out.push(Via::parse(item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Result<Via, ParseError> {
+        let v = self
+            .header(HeaderName::Via)
+            .ok_or(ParseError::MissingHeader(HeaderName::Via))?;
+        let first = scan::split_list(&v)
+            .next()
+            .ok_or(ParseError::BadHeader(HeaderName::Via))?;
+        Via::parse(first)
+    }
+
+    /// The top Via branch, located by `parse` (no allocation).
+    pub fn branch(&self) -> Option<&str> {
+        self.branch.map(|r| self.text(r))
+    }
+
+    /// Every Contact (comma lists split), or `Star`; an empty list when absent.
+    pub fn contacts(&self) -> Result<Contacts, ParseError> {
+        const BAD: ParseError = ParseError::BadHeader(HeaderName::Contact);
+        let mut list = Vec::new();
+        let mut star = false;
+        for v in self.header_values(HeaderName::Contact) {
+            for item in scan::split_list(&v) {
+                if item == "*" {
+                    star = true;
+                } else {
+                    if list.len() >= scan::MAX_LIST {
+                        return Err(BAD);
+                    }
+                    list.push(NameAddr::parse(item).map_err(|_| BAD)?);
+                }
+            }
+        }
+        match (star, list.is_empty()) {
+            (true, true) => Ok(Contacts::Star),
+            (true, false) => Err(BAD),
+            (false, _) => Ok(Contacts::List(list)),
+        }
+    }
+
+    pub fn routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.name_addr_list(HeaderName::Route)
+    }
+
+    pub fn record_routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.name_addr_list(HeaderName::RecordRoute)
+    }
+
+    pub fn max_forwards(&self) -> Result<Option<u32>, ParseError> {
+        self.number(HeaderName::MaxForwards)
+    }
+
+    /// The Expires header; values beyond 32 bits are not accepted.
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.number(HeaderName::Expires)
+    }
+
+    /// Min-SE (RFC 4028 §5).
+    pub fn min_se(&self) -> Result<Option<u32>, ParseError> {
+        match self.header(HeaderName::MinSe) {
+            None => Ok(None),
+            Some(v) => {
+                // Min-SE may carry generic params; the number comes first.
+                let n = v.split(';').next().unwrap_or("");
+                scan::parse_u32(n, 10)
+                    .map(Some)
+                    .ok_or(ParseError::BadHeader(HeaderName::MinSe))
+            }
+        }
+    }
+
+    pub fn content_type(&self) -> Option<Cow<'_, str>> {
+        self.header(HeaderName::ContentType)
+    }
+
+    /// Option tags of Require / Supported / Proxy-Require / Unsupported, lower-cased.
+    pub fn option_tags(&self, name: HeaderName) -> Vec<String> {
+        let values: Vec<Cow<'_, str>> = self.header_values(name).collect();
+        option_tags(values.iter().map(|v| v.as_ref()))
+    }
+
+    /// Refer-To (RFC 3515 §2.1), with or without `<>`.
+    pub fn refer_to(&self) -> Result<Option<NameAddr>, ParseError> {
+        self.optional_name_addr(HeaderName::ReferTo)
+    }
+
+    /// Referred-By (RFC 3892).
+    pub fn referred_by(&self) -> Result<Option<NameAddr>, ParseError> {
+        self.optional_name_addr(HeaderName::ReferredBy)
+    }
+
+    /// The Replaces header (RFC 3891 §6.1).
+    pub fn replaces(&self) -> Result<Option<Replaces>, ParseError> {
+        self.header(HeaderName::Replaces)
+            .map(|v| Replaces::parse(&v))
+            .transpose()
+    }
+
+    /// Session-Expires (RFC 4028 §4).
+    pub fn session_expires(&self) -> Result<Option<SessionExpires>, ParseError> {
+        self.header(HeaderName::SessionExpires)
+            .map(|v| SessionExpires::parse(&v))
+            .transpose()
+    }
+
+    // ---- crate-internal access for the builder ----
+
+    pub(crate) fn entries(&self) -> &[HeaderEntry] {
+        &self.headers
+    }
+
+    /// The whole header line as written (name through value, folds included).
+    pub(crate) fn raw_line(&self, e: &HeaderEntry) -> &[u8] {
+        self.raw.get(e.name_start..e.value_end).unwrap_or(b"")
+    }
+
+    // ---- helpers ----
+
+    fn text(&self, (s, e): (usize, usize)) -> &str {
+        // The header section was validated as UTF-8 and ranges sit on ASCII delimiters.
+        self.raw
+            .get(s..e)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    fn value(&self, e: &HeaderEntry) -> Cow<'_, str> {
+        let s = self.text((e.value_start, e.value_end));
+        if e.folded {
+            Cow::Owned(scan::unfold(s))
+        } else {
+            Cow::Borrowed(s)
+        }
+    }
+
+    fn name_addr(&self, name: HeaderName) -> Result<NameAddr, ParseError> {
+        let v = self.header(name).ok_or(ParseError::MissingHeader(name))?;
+        NameAddr::parse(&v).map_err(|_| ParseError::BadHeader(name))
+    }
+
+    fn optional_name_addr(&self, name: HeaderName) -> Result<Option<NameAddr>, ParseError> {
+        self.header(name)
+            .map(|v| NameAddr::parse(&v).map_err(|_| ParseError::BadHeader(name)))
+            .transpose()
+    }
+
+    fn name_addr_list(&self, name: HeaderName) -> Result<Vec<NameAddr>, ParseError> {
+        let mut out = Vec::new();
+        for v in self.header_values(name) {
+            for item in scan::split_list(&v) {
+                if out.len() >= scan::MAX_LIST {
+                    return Err(ParseError::BadHeader(name));
+                }
+                out.push(NameAddr::parse(item).map_err(|_| ParseError::BadHeader(name))?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn number(&self, name: HeaderName) -> Result<Option<u32>, ParseError> {
+        self.header(name)
+            .map(|v| scan::parse_u32(&v, 10).ok_or(ParseError::BadHeader(name)))
+            .transpose()
+    }
+}
+
+/// The `tag` parameter of a From/To value, as an absolute range; `Some(None)` when there
+/// is none; `None` when the value is malformed (empty, unterminated quote or `<`).
+fn tag_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
+    let v = buf.get(e.value_start..e.value_end)?;
+    if v.is_empty() {
+        return None;
+    }
+    let params = scan::name_addr_params_start(v)?;
+    Some(
+        scan::find_param(v, params, b"tag")
+            .flatten()
+            .filter(|(s, e)| e > s)
+            .map(|(s, en)| (e.value_start + s, e.value_start + en)),
+    )
+}
+
+/// The branch of the first element of the top Via value (absolute range); `None` when the
+/// value is empty.
+fn branch_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
+    let v = buf.get(e.value_start..e.value_end)?;
+    if v.is_empty() {
+        return None;
+    }
+    let Some(semi) = memchr::memchr2(b';', b',', v) else {
+        return Some(None);
+    };
+    if v.get(semi) == Some(&b',') {
+        return Some(None);
+    }
+    Some(
+        scan::find_param(v, semi, b"branch")
+            .flatten()
+            .filter(|(s, e)| e > s)
+            .map(|(s, en)| (e.value_start + s, e.value_start + en)),
+    )
+}

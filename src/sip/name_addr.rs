@@ -1,0 +1,211 @@
+//! `name-addr / addr-spec` values: From, To, Contact, Route, Record-Route, Refer-To,
+//! Referred-By (RFC 3261 §20.10, §20.20, §20.39, §25.1; RFC 3515 §2.1; RFC 3892).
+//!
+//! `"Display" <uri;uri-params>;header-params` or a bare `uri;header-params`. Without
+//! `<>`, every `;` parameter belongs to the header, not to the URI (§20.10), so
+//! `From: sip:1001@host;tag=x` has tag `x`. Quoted header parameters such as
+//! `+sip.instance="<urn:uuid:...>"` (RFC 5626 §4.1) are returned unquoted.
+
+use std::fmt;
+
+use super::error::ParseError;
+use super::scan;
+use super::uri::{find_in, fmt_header_params, Param, Uri};
+
+/// Longest name-addr value accepted.
+const MAX_LEN: usize = 4096;
+
+/// An address with optional display name and header parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name, unquoted and unescaped.
+    pub display: Option<String>,
+    pub uri: Uri,
+    /// Header parameters (`tag`, `expires`, `q`, `+sip.instance`, ...), values unquoted.
+    pub params: Vec<Param>,
+}
+
+/// Errors of NameAddr parsing: URI errors pass through; structure errors are `BadUri`.
+impl NameAddr {
+    /// Parses one element (not a comma list), with or without `<>`.
+    pub fn parse(s: &str) -> Result<NameAddr, ParseError> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > MAX_LEN {
+            return Err(ParseError::BadUri);
+        }
+        let b = s.as_bytes();
+        let (display, rest) = if b.first() == Some(&b'"') {
+            let end = scan::skip_quoted(b, 0).ok_or(ParseError::BadUri)?;
+            let inner = s.get(1..end - 1).ok_or(ParseError::BadUri)?;
+            let rest = s.get(end..).ok_or(ParseError::BadUri)?.trim_start();
+            if !rest.starts_with('<') {
+                return Err(ParseError::BadUri);
+            }
+            (Some(scan::unquote(inner)), rest)
+        } else if let Some(lt) = s.find('<') {
+            let name = s.get(..lt).ok_or(ParseError::BadUri)?.trim();
+            if name.contains(['"', ';', ',', '>']) {
+                return Err(ParseError::BadUri);
+            }
+            let display = (!name.is_empty()).then(|| name.to_string());
+            (display, s.get(lt..).ok_or(ParseError::BadUri)?)
+        } else {
+            // addr-spec: the URI ends at the first ';'.
+            let end = s.find(';').unwrap_or(s.len());
+            let uri = Uri::parse(s.get(..end).ok_or(ParseError::BadUri)?)?;
+            let params = scan::parse_params(s.get(end..).ok_or(ParseError::BadUri)?)
+                .ok_or(ParseError::BadUri)?;
+            return Ok(NameAddr {
+                display: None,
+                uri,
+                params,
+            });
+        };
+        // rest starts with '<'
+        let gt = rest.find('>').ok_or(ParseError::BadUri)?;
+        let uri = Uri::parse(rest.get(1..gt).ok_or(ParseError::BadUri)?)?;
+        let params = scan::parse_params(rest.get(gt + 1..).ok_or(ParseError::BadUri)?)
+            .ok_or(ParseError::BadUri)?;
+        Ok(NameAddr {
+            display,
+            uri,
+            params,
+        })
+    }
+
+    /// An address without display name or parameters.
+    pub fn from_uri(uri: Uri) -> NameAddr {
+        NameAddr {
+            display: None,
+            uri,
+            params: Vec::new(),
+        }
+    }
+
+    /// The `tag` header parameter (RFC 3261 §19.3).
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag").flatten()
+    }
+
+    /// A header parameter by name (case-insensitive); `Some(None)` when it has no value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_in(&self.params, name)
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            f.write_str("\"")?;
+            for c in d.chars() {
+                if c == '"' || c == '\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str("\" ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        fmt_header_params(f, &self.params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::uri::{Host, Scheme};
+
+    #[test]
+    fn without_angle_brackets_params_belong_to_header() {
+        let n = NameAddr::parse("sip:1001@pbx.example.com;tag=x1").unwrap();
+        assert_eq!(n.tag(), Some("x1"));
+        assert!(n.uri.params.is_empty());
+        assert_eq!(n.uri.user_str(), "1001");
+        assert_eq!(n.to_string(), "<sip:1001@pbx.example.com>;tag=x1");
+    }
+
+    #[test]
+    fn with_angle_brackets_uri_params_stay_in_uri() {
+        let n = NameAddr::parse("Alice <sip:alice@h;transport=tcp>;tag=77").unwrap();
+        assert_eq!(n.display.as_deref(), Some("Alice"));
+        assert_eq!(n.uri.param("transport"), Some(Some("tcp")));
+        assert_eq!(n.tag(), Some("77"));
+    }
+
+    #[test]
+    fn quoted_display_with_specials() {
+        let n = NameAddr::parse(r#""Doe, \"JD\" <x>" <sip:jd@h>"#).unwrap();
+        assert_eq!(n.display.as_deref(), Some(r#"Doe, "JD" <x>"#));
+        assert_eq!(n.uri.host, Host::Domain("h".into()));
+        assert_eq!(n.to_string(), r#""Doe, \"JD\" <x>" <sip:jd@h>"#);
+    }
+
+    #[test]
+    fn quoted_instance_param_is_unquoted() {
+        let n = NameAddr::parse(
+            r#"<sip:1001@192.168.1.20:49822;transport=TCP;ob>;reg-id=1;+sip.instance="<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>";expires=600"#,
+        )
+        .unwrap();
+        assert_eq!(
+            n.param("+sip.instance"),
+            Some(Some("<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>"))
+        );
+        assert_eq!(n.param("reg-id"), Some(Some("1")));
+        assert_eq!(n.uri.param("ob"), Some(None));
+        assert_eq!(n.uri.port, Some(49822));
+        // Display re-quotes the value, and the result parses back equal.
+        let shown = n.to_string();
+        assert!(shown.contains(r#"+sip.instance="<urn:uuid:"#), "{shown}");
+        assert_eq!(NameAddr::parse(&shown).unwrap(), n);
+    }
+
+    #[test]
+    fn refer_to_forms() {
+        let bare = NameAddr::parse("sip:agent2@10.0.0.7:5062").unwrap();
+        assert_eq!(bare.uri.port, Some(5062));
+        let att = NameAddr::parse(
+            "<sip:agent2@10.0.0.7:5062?Require=replaces&Replaces=c1%3Bto-tag%3DT%3Bfrom-tag%3DF>",
+        )
+        .unwrap();
+        assert_eq!(att.uri.host_port(), "10.0.0.7:5062");
+        let r = att.uri.replaces().unwrap().unwrap();
+        assert_eq!((r.call_id.as_str(), r.to_tag.as_str()), ("c1", "T"));
+    }
+
+    #[test]
+    fn tel_and_ipv6() {
+        let n = NameAddr::parse("<tel:+4930123>;tag=a").unwrap();
+        assert_eq!(n.uri.scheme, Scheme::Tel);
+        let n = NameAddr::parse("<sip:u@[fe80::1]:5060>").unwrap();
+        assert_eq!(n.uri.host_port(), "[fe80::1]:5060");
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "<sip:a@h>",
+            "\"Agent 7\" <sip:agent7@cc.example:5060;transport=udp>;tag=abc;expires=60",
+            "<sip:a@[::1]>;+sip.instance=\"<urn:uuid:1-2>\";reg-id=1",
+            "<tel:+15550100>",
+        ] {
+            let n = NameAddr::parse(s).unwrap();
+            assert_eq!(n.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn malformed() {
+        for bad in [
+            "",
+            "<sip:a@h",
+            "\"unterminated <sip:a@h>",
+            "\"x\" sip:a@h",
+            "<sip:a@h> junk",
+            "<sip:a@h>;",
+            "<>",
+            "Bob; <sip:a@h>",
+        ] {
+            assert!(NameAddr::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! UDP: one datagram is one message (RFC 3261 §18.3, no Content-Length framing needed).
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tracing::{debug, trace, warn};
+
+use super::framing::{head_range, is_keepalive_datagram};
+use super::{wait_shutdown, FramingError, Inbound, Inner, Protocol, SendError, Source};
+
+/// The largest UDP payload over IPv4/IPv6 without jumbograms.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Pause after a receive error, so a persistent error cannot spin the task.
+const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// One bound UDP socket.
+pub(super) struct UdpEndpoint {
+    pub(super) socket: Arc<UdpSocket>,
+    pub(super) local: SocketAddr,
+}
+
+/// Receives datagrams until shutdown and delivers them to the sink.
+pub(super) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, local: SocketAddr) {
+    let max = inner.limits.max_message_bytes;
+    // One byte more than allowed, so an oversized datagram is seen as such (the kernel
+    // truncates it to the buffer).
+    let mut buf = vec![0u8; max.min(MAX_DATAGRAM).saturating_add(1)];
+    let mut shutdown = inner.shutdown.clone();
+    loop {
+        let (len, remote) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    // E.g. ICMP port unreachable reported on some platforms; not fatal.
+                    debug!(%local, %error, "UDP receive error");
+                    tokio::time::sleep(ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = wait_shutdown(&mut shutdown) => break,
+        };
+        let Some(datagram) = buf.get(..len) else {
+            continue;
+        };
+        if is_keepalive_datagram(datagram) {
+            trace!(%remote, %local, len, "UDP keep-alive ignored");
+            continue;
+        }
+        let source = Source {
+            protocol: Protocol::Udp,
+            remote,
+            local,
+            connection: None,
+        };
+        trace!(%remote, %local, len, "UDP datagram received");
+        if len > max {
+            let head = datagram.get(head_range(datagram, max)).unwrap_or_default();
+            inner
+                .counters
+                .framing_errors
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%remote, len, limit = max, "oversized UDP datagram");
+            inner.sink.deliver(Inbound::FramingError {
+                head: Bytes::copy_from_slice(head),
+                error: FramingError::TooLarge { limit: max },
+                source,
+            });
+        } else {
+            // One exact-size copy; the receive buffer is reused.
+            inner.sink.deliver(Inbound::Message {
+                data: Bytes::copy_from_slice(datagram),
+                source,
+            });
+        }
+    }
+    debug!(%local, "UDP receiver stopped");
+}
+
+/// Sends one datagram from a socket of the destination's family (preferring one whose
+/// loopback-ness matches, so a 127.0.0.1 socket is not used for a routable peer).
+pub(super) fn send(inner: &Inner, remote: SocketAddr, data: Bytes) -> Result<(), SendError> {
+    let same_family = |e: &&UdpEndpoint| e.local.is_ipv6() == remote.is_ipv6();
+    let endpoint = inner
+        .udp
+        .iter()
+        .filter(same_family)
+        .find(|e| e.local.ip().is_loopback() == remote.ip().is_loopback())
+        .or_else(|| inner.udp.iter().find(same_family))
+        .ok_or(SendError::NoSocket {
+            protocol: Protocol::Udp,
+            family: if remote.is_ipv6() { "IPv6" } else { "IPv4" },
+        })?;
+    match endpoint.socket.try_send_to(&data, remote) {
+        Ok(_) => {
+            trace!(local = %endpoint.local, %remote, len = data.len(), "UDP datagram sent");
+            Ok(())
+        }
+        Err(error) if error.kind() == ErrorKind::WouldBlock => {
+            // Lossy by nature: the transaction layer retransmits.
+            inner
+                .counters
+                .udp_send_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(local = %endpoint.local, %remote, "UDP socket buffer full; datagram dropped");
+            Ok(())
+        }
+        Err(error) => {
+            debug!(local = %endpoint.local, %remote, %error, "UDP send failed");
+            Err(SendError::Io(error.kind()))
+        }
+    }
+}

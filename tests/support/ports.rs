@@ -1,0 +1,96 @@
+//! Loopback ports for test peers, and readiness checks that do not race the peer's bind.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Ports handed out in this test process: parallel tests in one binary never get the same one.
+fn handed_out() -> &'static Mutex<HashSet<u16>> {
+    static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    PORTS.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+fn claim(port: u16) -> bool {
+    handed_out()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(port)
+}
+
+fn udp_free(port: u16) -> bool {
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+fn tcp_free(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+/// A port on 127.0.0.1 that is free for BOTH UDP and TCP right now (the kernel picks it from the
+/// ephemeral range; it is released before returning, so a peer can bind it).
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let Ok(sock) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {
+            continue;
+        };
+        let Ok(addr) = sock.local_addr() else {
+            continue;
+        };
+        let port = addr.port();
+        drop(sock);
+        if udp_free(port) && tcp_free(port) && claim(port) {
+            return port;
+        }
+    }
+    panic!("no free UDP+TCP port on 127.0.0.1 after 200 tries");
+}
+
+/// A free UDP port on 127.0.0.1 (also free for TCP, see [`free_port`]).
+pub fn free_udp_port() -> u16 {
+    free_port()
+}
+
+/// A free TCP port on 127.0.0.1 (also free for UDP, see [`free_port`]).
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
+
+/// Is something bound to 127.0.0.1:`port` (UDP) or listening on it (TCP)? Reads /proc/net so
+/// that probing never steals the port from a peer that is about to bind it.
+pub fn is_bound(port: u16, tcp: bool) -> Option<bool> {
+    let table = if tcp {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/udp"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    // local_address is "0100007F:PORT" (hex); TCP state 0A = LISTEN.
+    let wanted_local = format!("0100007F:{port:04X}");
+    let wanted_any = format!("00000000:{port:04X}");
+    Some(text.lines().skip(1).any(|line| {
+        let mut cols = line.split_whitespace();
+        let local = cols.nth(1).unwrap_or("");
+        let state = cols.nth(1).unwrap_or("");
+        (local == wanted_local || local == wanted_any) && (!tcp || state == "0A")
+    }))
+}
+
+/// Waits until a peer has bound 127.0.0.1:`port`. Returns false on timeout. Where /proc/net is
+/// unavailable it waits a fixed second instead.
+pub async fn wait_bound(port: u16, tcp: bool, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match is_bound(port, tcp) {
+            Some(true) => return true,
+            None => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return true;
+            }
+            Some(false) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
