@@ -64,7 +64,12 @@ fn codec(c: &mut Criterion) {
     g.bench_function("parse + typed From/To/top Via/Request-URI", |b| {
         b.iter(|| {
             let m = SipMessage::parse(black_box(raw.clone())).unwrap();
-            black_box((m.from(), m.to(), m.top_via(), m.request_uri()));
+            black_box((
+                m.from().unwrap(),
+                m.to().unwrap(),
+                m.top_via().unwrap(),
+                m.request_uri().unwrap(),
+            ));
         })
     });
 

@@ -82,7 +82,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ..transport::Limits::default()
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let transport = Transport::bind(&listen_specs(&config), limits, dispatcher.clone(), shutdown_rx.clone()).await?;
+    let transport = Transport::bind(
+        &listen_specs(&config),
+        limits,
+        dispatcher.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
     ep.set_transport(transport.clone());
     for (protocol, addr) in transport.local_addrs() {
         tracing::info!(%protocol, %addr, "listening");
@@ -97,7 +103,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 }
 
 /// Timers that belong to no call: the dispatcher's transactions and binding expiry.
-async fn housekeeping(ep: Arc<Endpoint>, dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
+async fn housekeeping(
+    ep: Arc<Endpoint>,
+    dispatcher: Arc<Dispatcher>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let now = now();
         let next_txn = dispatcher.handle_timeouts(now);

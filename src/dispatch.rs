@@ -54,7 +54,11 @@ impl InboundSink for Dispatcher {
     fn deliver(&self, inbound: Inbound) {
         match inbound {
             Inbound::Message { data, source } => self.on_message(data, source),
-            Inbound::FramingError { head, error, source } => self.on_framing_error(head, error, source),
+            Inbound::FramingError {
+                head,
+                error,
+                source,
+            } => self.on_framing_error(head, error, source),
         }
     }
 }
@@ -78,7 +82,10 @@ impl Dispatcher {
     /// RFC 3261 §18.3: a stream message without Content-Length, or too large, is answered
     /// (400 / 513) when its head names enough to answer, and the connection is closed.
     fn on_framing_error(&self, head: Bytes, error: FramingError, source: Source) {
-        self.ep.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+        self.ep
+            .counters
+            .parse_errors
+            .fetch_add(1, Ordering::Relaxed);
         let (code, reason) = match error {
             FramingError::TooLarge { .. } => (513, "Message Too Large"),
             FramingError::MissingContentLength => (400, "Missing Content-Length"),
@@ -86,7 +93,9 @@ impl Dispatcher {
         };
         tracing::debug!(from = %source.remote, %error, "framing error");
         let reply = minimal_response(&head, code, reason);
-        let Some(transport) = self.ep.transport() else { return };
+        let Some(transport) = self.ep.transport() else {
+            return;
+        };
         match (source.connection, reply) {
             (Some(conn), Some(bytes)) => transport.send_and_close(conn, bytes),
             (Some(conn), None) => transport.send_and_close(conn, Bytes::new()),
@@ -112,7 +121,10 @@ impl Dispatcher {
             match IncomingRequest::new(msg, source) {
                 Ok(req) => self.on_request(req),
                 Err(_) => {
-                    self.ep.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+                    self.ep
+                        .counters
+                        .parse_errors
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         } else {
@@ -124,7 +136,10 @@ impl Dispatcher {
     /// Call-ID and CSeq can still be found; anything else (garbage, bad responses) is
     /// dropped and counted.
     fn on_parse_error(&self, data: &Bytes, error: ParseError, source: Source) {
-        self.ep.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+        self.ep
+            .counters
+            .parse_errors
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(from = %source.remote, %error, "unparseable message");
         if data.starts_with(b"SIP/") || data.starts_with(b"ACK ") {
             return;
@@ -140,7 +155,10 @@ impl Dispatcher {
     }
 
     fn on_response(&self, msg: SipMessage, source: Source) {
-        let call = msg.branch().and_then(key_from_branch).and_then(|k| self.ep.calls.get(k));
+        let call = msg
+            .branch()
+            .and_then(key_from_branch)
+            .and_then(|k| self.ep.calls.get(k));
         match call {
             Some(handle) => {
                 let _ = handle.deliver(CallEvent::Response {
@@ -149,14 +167,26 @@ impl Dispatcher {
                 });
             }
             None => {
-                self.ep.counters.stray_responses.fetch_add(1, Ordering::Relaxed);
+                self.ep
+                    .counters
+                    .stray_responses
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    fn reply(&self, req: &IncomingRequest, code: u16, reason: &str, extra: impl FnOnce(&mut crate::sip::MessageBuilder)) {
+    fn reply(
+        &self,
+        req: &IncomingRequest,
+        code: u16,
+        reason: &str,
+        extra: impl FnOnce(&mut crate::sip::MessageBuilder),
+    ) {
         if code >= 300 {
-            self.ep.counters.rejected_requests.fetch_add(1, Ordering::Relaxed);
+            self.ep
+                .counters
+                .rejected_requests
+                .fetch_add(1, Ordering::Relaxed);
         }
         let tag = if req.msg.to_tag().is_none() && code > 100 {
             Some(format!("s{:08x}", fastrand::u32(..)))
@@ -170,7 +200,9 @@ impl Dispatcher {
     }
 
     fn on_request(&self, req: IncomingRequest) {
-        let Some(method) = req.msg.method().cloned() else { return };
+        let Some(method) = req.msg.method().cloned() else {
+            return;
+        };
         // In-dialog (or at least addressed to one of our tags): the call decides.
         if let Some(tag) = req.msg.to_tag() {
             let call = key_from_tag(tag).and_then(|k| self.ep.calls.get(k));
@@ -209,9 +241,12 @@ impl Dispatcher {
                     });
                 }
             }
-            Method::Bye | Method::Refer | Method::Notify | Method::Update | Method::Info | Method::Prack => {
-                self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {})
-            }
+            Method::Bye
+            | Method::Refer
+            | Method::Notify
+            | Method::Update
+            | Method::Info
+            | Method::Prack => self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {}),
             _ => self.reply(&req, 501, "Not Implemented", |b| {
                 b.header("Allow", crate::call::core::ALLOW);
             }),
@@ -249,7 +284,9 @@ impl Dispatcher {
     fn absorb_retransmission(&self, req: &IncomingRequest) -> bool {
         let key = Self::local_key(req);
         let mut local = self.local();
-        let Some(txn) = local.get_mut(&key) else { return false };
+        let Some(txn) = local.get_mut(&key) else {
+            return false;
+        };
         let actions = txn.machine.on_request();
         let dest = txn.dest;
         drop(local);
@@ -262,9 +299,18 @@ impl Dispatcher {
     }
 
     /// Answers `req` through a non-INVITE server transaction of the dispatcher.
-    fn answer_local(&self, req: IncomingRequest, code: u16, reason: &str, extra: impl FnOnce(&mut crate::sip::MessageBuilder)) {
+    fn answer_local(
+        &self,
+        req: IncomingRequest,
+        code: u16,
+        reason: &str,
+        extra: impl FnOnce(&mut crate::sip::MessageBuilder),
+    ) {
         if code >= 300 {
-            self.ep.counters.rejected_requests.fetch_add(1, Ordering::Relaxed);
+            self.ep
+                .counters
+                .rejected_requests
+                .fetch_add(1, Ordering::Relaxed);
         }
         let tag = if req.msg.to_tag().is_none() {
             Some(format!("s{:08x}", fastrand::u32(..)))
@@ -320,7 +366,10 @@ impl Dispatcher {
             }
             !txn.machine.is_terminated()
         });
-        let next = local.values().filter_map(|t| t.machine.next_deadline()).min();
+        let next = local
+            .values()
+            .filter_map(|t| t.machine.next_deadline())
+            .min();
         drop(local);
         for (dest, bytes) in sends {
             self.ep.send(&dest, bytes);
@@ -354,7 +403,11 @@ impl Dispatcher {
 
     fn on_invite(&self, req: IncomingRequest) {
         let msg = &req.msg;
-        if let Some(handle) = self.ep.calls.find_initial(msg.call_id(), msg.from_tag().unwrap_or_default()) {
+        if let Some(handle) = self
+            .ep
+            .calls
+            .find_initial(msg.call_id(), msg.from_tag().unwrap_or_default())
+        {
             return self.deliver(handle, req);
         }
         match msg.max_forwards() {
@@ -385,20 +438,30 @@ impl Dispatcher {
                 b.header("Retry-After", "5");
             });
         }
-        let Some(caller) = self.classify_caller(&req) else { return };
+        let Some(caller) = self.classify_caller(&req) else {
+            return;
+        };
         let dialled = uri.user_str().to_owned();
         let Some(target) = self.ep.config.target_for_number(&dialled) else {
             return self.reply(&req, 404, "Not Found", |b| {
                 b.header_fmt(
                     "Warning",
-                    format_args!("399 handover \"no agent, queue, IVR or external number is {dialled}\""),
+                    format_args!(
+                        "399 handover \"no agent, queue, IVR or external number is {dialled}\""
+                    ),
                 );
             });
         };
-        let Some(call_target) = self.resolve_target(&req, &caller, &target) else { return };
+        let Some(call_target) = self.resolve_target(&req, &caller, &target) else {
+            return;
+        };
         if spawn_call(&self.ep, req.clone(), caller, call_target).is_none() {
             // Raced with a retransmission of the same INVITE: hand it to the winner.
-            if let Some(handle) = self.ep.calls.find_initial(req.msg.call_id(), req.msg.from_tag().unwrap_or_default()) {
+            if let Some(handle) = self
+                .ep
+                .calls
+                .find_initial(req.msg.call_id(), req.msg.from_tag().unwrap_or_default())
+            {
                 self.deliver(handle, req);
             }
         }
@@ -417,7 +480,11 @@ impl Dispatcher {
                 trunk: trunk.name.clone(),
             });
         }
-        let from_user = req.msg.from().map(|f| f.uri.user_str().to_owned()).unwrap_or_default();
+        let from_user = req
+            .msg
+            .from()
+            .map(|f| f.uri.user_str().to_owned())
+            .unwrap_or_default();
         if self.ep.config.agent(&from_user).is_some() {
             let auth = self.ep.location().authenticate_agent(&req.msg, now);
             match auth {
@@ -434,14 +501,22 @@ impl Dispatcher {
             }
         }
         self.reply(req, 403, "Forbidden", |b| {
-            b.header("Warning", "399 handover \"source is neither a trunk nor an agent\"");
+            b.header(
+                "Warning",
+                "399 handover \"source is neither a trunk nor an agent\"",
+            );
         });
         None
     }
 
     /// Turns a dial-plan target into the contacts to ring; answers the caller itself when
     /// there is nobody to ring.
-    fn resolve_target(&self, req: &IncomingRequest, caller: &Caller, target: &Target) -> Option<CallTarget> {
+    fn resolve_target(
+        &self,
+        req: &IncomingRequest,
+        caller: &Caller,
+        target: &Target,
+    ) -> Option<CallTarget> {
         let config = &self.ep.config;
         let domain = &config.sip.domain;
         let presented_caller = req
@@ -458,14 +533,20 @@ impl Dispatcher {
                 let mut contacts = self.ep.location().contacts_for(id, now());
                 if contacts.is_empty() {
                     if let Some(uri) = &agent.contact {
-                        if let Some(dest) = crate::sip::Uri::parse(uri).ok().and_then(|u| uri_destination(&u)) {
+                        if let Some(dest) = crate::sip::Uri::parse(uri)
+                            .ok()
+                            .and_then(|u| uri_destination(&u))
+                        {
                             contacts.push((uri.clone(), dest));
                         }
                     }
                 }
                 if contacts.is_empty() {
                     self.reply(req, 480, "Temporarily Unavailable", |b| {
-                        b.header_fmt("Warning", format_args!("399 handover \"agent {id} is not registered\""));
+                        b.header_fmt(
+                            "Warning",
+                            format_args!("399 handover \"agent {id} is not registered\""),
+                        );
                     });
                     return None;
                 }
@@ -478,7 +559,9 @@ impl Dispatcher {
             }
             Target::Ivr(name) => {
                 let ivr = config.ivr(name)?;
-                let dest = crate::sip::Uri::parse(&ivr.uri).ok().and_then(|u| uri_destination(&u));
+                let dest = crate::sip::Uri::parse(&ivr.uri)
+                    .ok()
+                    .and_then(|u| uri_destination(&u));
                 let Some(dest) = dest else {
                     self.reply(req, 480, "Temporarily Unavailable", |_| {});
                     return None;
@@ -495,12 +578,17 @@ impl Dispatcher {
                 // one would be toll fraud by loop.
                 if !matches!(caller, Caller::Agent { .. }) {
                     self.reply(req, 403, "Forbidden", |b| {
-                        b.header("Warning", "399 handover \"external numbers are not reachable from trunks\"");
+                        b.header(
+                            "Warning",
+                            "399 handover \"external numbers are not reachable from trunks\"",
+                        );
                     });
                     return None;
                 }
                 let number = match target {
-                    Target::External(name) => config.external_number(name).map(|e| e.number.clone())?,
+                    Target::External(name) => {
+                        config.external_number(name).map(|e| e.number.clone())?
+                    }
                     Target::Number(n) => n.clone(),
                     _ => return None,
                 };
@@ -516,7 +604,9 @@ impl Dispatcher {
                     });
                     return None;
                 };
-                let host = outbound_uri.trim_start_matches("sips:").trim_start_matches("sip:");
+                let host = outbound_uri
+                    .trim_start_matches("sips:")
+                    .trim_start_matches("sip:");
                 let host = host.rsplit('@').next().unwrap_or(host);
                 let uri = format!("sip:{number}@{host}");
                 Some(CallTarget {
@@ -528,7 +618,10 @@ impl Dispatcher {
             }
             Target::Queue(name) => {
                 self.reply(req, 480, "Temporarily Unavailable", |b| {
-                    b.header_fmt("Warning", format_args!("399 handover \"queue {name} has no agent available\""));
+                    b.header_fmt(
+                        "Warning",
+                        format_args!("399 handover \"queue {name} has no agent available\""),
+                    );
                 });
                 None
             }
@@ -550,7 +643,9 @@ fn minimal_response(head: &[u8], code: u16, reason: &str) -> Option<Bytes> {
         if line.is_empty() {
             break;
         }
-        let Some((name, _)) = line.split_once(':') else { continue };
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
         let slot = match HeaderName::from_bytes(name.trim().as_bytes()) {
             HeaderName::Via => 0,
             HeaderName::From => 1,

@@ -103,15 +103,22 @@ impl Endpoint {
 
     /// Sends `data` without waiting; a failure is logged (transactions retransmit or time
     /// out, so a lost send surfaces to the TU through them).
-    pub fn send(&self, dest: &Destination, data: Bytes) {
+    pub fn send(&self, dest: &Destination, data: Bytes) -> bool {
         match self.transport.get() {
             Some(t) => {
                 tracing::trace!(to = %dest.addr, protocol = %dest.protocol, len = data.len(), "send");
-                if let Err(e) = t.send(dest, data) {
-                    tracing::debug!(to = %dest.addr, error = %e, "send failed");
+                match t.send(dest, data) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::debug!(to = %dest.addr, error = ?e, "send failed");
+                        false
+                    }
                 }
             }
-            None => tracing::warn!("send before the transport was bound"),
+            None => {
+                tracing::warn!("send before the transport was bound");
+                false
+            }
         }
     }
 

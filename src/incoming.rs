@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use crate::sip::{response_to, Host, HeaderName, MessageBuilder, SipMessage, Via};
+use crate::sip::{response_to, HeaderName, Host, MessageBuilder, SipMessage, Via};
 use crate::transport::{Destination, Protocol, Source};
 
 /// A parsed request plus its transport facts.
@@ -43,7 +43,10 @@ impl IncomingRequest {
                 || (wants_rport && p.name.eq_ignore_ascii_case("rport")))
         });
         if !host_is_source || wants_rport {
-            via.params.push(crate::sip::Param::new("received", Some(&source_ip.to_string())));
+            via.params.push(crate::sip::Param::new(
+                "received",
+                Some(&source_ip.to_string()),
+            ));
         }
         if wants_rport {
             via.params.push(crate::sip::Param::new(

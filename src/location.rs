@@ -15,9 +15,9 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::incoming::IncomingRequest;
 use crate::registrar::{
-    AuthResult, ChallengeKind, ContactSpec, Contacts as RegContacts, DigestAuthenticator, DigestConfig,
-    DigestCredentials, Limits, RegisterError, RegisterRequest, Transition, Transport as RegTransport,
-    Bindings,
+    AuthResult, Bindings, ChallengeKind, ContactSpec, Contacts as RegContacts, DigestAuthenticator,
+    DigestConfig, DigestCredentials, Limits, RegisterError, RegisterRequest, Transition,
+    Transport as RegTransport,
 };
 use crate::sip::{Contacts, HeaderName, Host, SipMessage};
 use crate::transport::{ConnectionId, Destination, Protocol};
@@ -62,6 +62,12 @@ impl Location {
     pub fn new(config: &Config, now: Instant) -> Location {
         let mut digest_config = DigestConfig::new(config.sip.domain.clone());
         digest_config.nonce_ttl = config.registrar.nonce_ttl();
+        digest_config.algorithms = config
+            .registrar
+            .algorithms
+            .iter()
+            .filter_map(|a| crate::registrar::Algorithm::from_token(a))
+            .collect();
         let digest = DigestAuthenticator::new(digest_config.clone(), now).unwrap_or_else(|_| {
             // No OS randomness: fall back to a time-derived secret rather than refuse to
             // start; nonces then only resist guessing as well as the fallback does.
@@ -114,7 +120,12 @@ impl Location {
     }
 
     /// Verifies the request's credentials of `kind`; the user on success.
-    fn authenticate(&mut self, msg: &SipMessage, kind: ChallengeKind, now: Instant) -> Result<String, RegistrarReply> {
+    fn authenticate(
+        &mut self,
+        msg: &SipMessage,
+        kind: ChallengeKind,
+        now: Instant,
+    ) -> Result<String, RegistrarReply> {
         let header = match kind {
             ChallengeKind::Www => HeaderName::Authorization,
             ChallengeKind::Proxy => HeaderName::ProxyAuthorization,
@@ -128,7 +139,10 @@ impl Location {
         let Some(creds) = creds else {
             return Err(self.challenge(kind, false, now));
         };
-        let method = msg.method().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        let method = msg
+            .method()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
         let passwords = &self.passwords;
         match self
             .digest
@@ -172,10 +186,16 @@ impl Location {
                 list.into_iter()
                     .map(|c| {
                         let mut spec = ContactSpec::new(c.uri.to_string());
-                        spec.expires = c.param("expires").flatten().and_then(|e| e.trim().parse().ok());
+                        spec.expires = c
+                            .param("expires")
+                            .flatten()
+                            .and_then(|e| e.trim().parse().ok());
                         spec.q = c.param("q").flatten().and_then(|q| q.trim().parse().ok());
                         spec.instance = c.param("+sip.instance").flatten().map(str::to_owned);
-                        spec.reg_id = c.param("reg-id").flatten().and_then(|r| r.trim().parse().ok());
+                        spec.reg_id = c
+                            .param("reg-id")
+                            .flatten()
+                            .and_then(|r| r.trim().parse().ok());
                         spec
                     })
                     .collect(),
@@ -198,7 +218,10 @@ impl Location {
             },
             connection_id: req.source.connection.map(|c| c.0),
         };
-        match self.bindings.apply_register(&aor, request, self.limits, now) {
+        match self
+            .bindings
+            .apply_register(&aor, request, self.limits, now)
+        {
             Ok(outcome) => {
                 let headers = outcome
                     .contacts
@@ -242,7 +265,11 @@ impl Location {
             .lookup(aor, now)
             .into_iter()
             .filter_map(|b| {
-                let uri = b.uri.trim_start_matches('<').trim_end_matches('>').to_owned();
+                let uri = b
+                    .uri
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned();
                 let dest = match (b.source, b.transport) {
                     (Some(addr), RegTransport::Tcp | RegTransport::Tls) => Destination {
                         protocol: Protocol::Tcp,

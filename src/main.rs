@@ -20,7 +20,10 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             let filter = tracing_subscriber::EnvFilter::try_new(args.log_filter())
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_target(false)
+                .init();
             let config = match args.load_config() {
                 Ok(c) => c,
                 Err(e) => {
@@ -28,7 +31,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("cannot start the runtime: {e}");

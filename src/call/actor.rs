@@ -26,14 +26,21 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.ep.calls.release_initial(&self.initial.0, &self.initial.1);
+        self.ep
+            .calls
+            .release_initial(&self.initial.0, &self.initial.1);
         self.ep.calls.remove(self.key);
     }
 }
 
 /// Starts a call actor for the caller's INVITE `req`. Returns `None` if the same INVITE
 /// (Call-ID, From tag) already has a call — the dispatcher routes it there instead.
-pub fn spawn_call(ep: &Arc<Endpoint>, req: IncomingRequest, caller: Caller, target: CallTarget) -> Option<CallHandle> {
+pub fn spawn_call(
+    ep: &Arc<Endpoint>,
+    req: IncomingRequest,
+    caller: Caller,
+    target: CallTarget,
+) -> Option<CallHandle> {
     let key = ep.calls.next_key();
     let call_id = req.msg.call_id().to_owned();
     let from_tag = req.msg.from_tag().unwrap_or_default().to_owned();
@@ -43,7 +50,9 @@ pub fn spawn_call(ep: &Arc<Endpoint>, req: IncomingRequest, caller: Caller, targ
     let (tx, rx) = mpsc::channel(INBOX);
     let handle = CallHandle::new(key, tx);
     ep.calls.insert(handle.clone());
-    ep.counters.calls_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ep.counters
+        .calls_started
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let registration = Registration {
         ep: Arc::clone(ep),
         key,
@@ -69,37 +78,53 @@ async fn run(
     target: CallTarget,
     mut inbox: mpsc::Receiver<CallEvent>,
 ) {
-    let now = Instant::now();
+    let started = now();
     tracing::info!(
         from = %Call::describe(&req.msg),
         to = %req.msg.request_uri_str().unwrap_or_default(),
         caller = ?caller,
         "call started"
     );
-    let mut call = Call::start(Arc::clone(&ep), key, req, caller, target, now);
+    let mut call = Call::start(Arc::clone(&ep), key, req, caller, target, started);
     flush(&ep, &mut call);
+    let mut end_logged = false;
     while !call.is_finished() {
+        if !end_logged && call.all_legs_ended() {
+            end_logged = true;
+            log_end(&call);
+        }
         let deadline = call.next_deadline();
         tokio::select! {
             event = inbox.recv() => {
-                let now = Instant::now();
+                let at = now();
                 match event {
-                    Some(CallEvent::Request(req)) => call.on_request(*req, now),
-                    Some(CallEvent::Response { msg, .. }) => call.on_response(*msg, now),
-                    Some(CallEvent::Hangup { reason }) => call.hangup_all(&reason, now),
+                    Some(CallEvent::Request(req)) => call.on_request(*req, at),
+                    Some(CallEvent::Response { msg, .. }) => call.on_response(*msg, at),
+                    Some(CallEvent::Hangup { reason }) => call.hangup_all(&reason, at),
                     None => break,
                 }
             }
-            _ = sleep_until(deadline) => call.handle_timeout(Instant::now()),
+            _ = sleep_until(deadline) => call.handle_timeout(now()),
         }
         flush(&ep, &mut call);
     }
     call.release_agents();
+    if !end_logged {
+        log_end(&call);
+    }
+}
+
+fn log_end(call: &Call) {
     tracing::info!(
         duration_ms = call.started.elapsed().as_millis() as u64,
         reason = call.end_reason.as_deref().unwrap_or("ended"),
         "call ended"
     );
+}
+
+/// The clock of the call: tokio's, so tests on paused time drive calls too (STYLE.md rule 9).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -109,8 +134,27 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Sends what the core queued; a destination the transport refuses at once (no socket for
+/// its family, connection limit, backpressure) is reported back as a transport error
+/// (RFC 3261 §17.1.4), which the core turns into a failed leg.
 fn flush(ep: &Endpoint, call: &mut Call) {
-    for (dest, bytes) in call.take_outbox() {
-        ep.send(&dest, bytes);
+    loop {
+        let outbox = call.take_outbox();
+        if outbox.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for (dest, bytes) in outbox {
+            if !ep.send(&dest, bytes) && !failed.contains(&dest) {
+                failed.push(dest);
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        let now = now();
+        for dest in failed {
+            call.on_transport_error(&dest, now);
+        }
     }
 }

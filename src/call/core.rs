@@ -31,8 +31,8 @@ use crate::incoming::IncomingRequest;
 use crate::sdp::LegSdpOrigin;
 use crate::sip::{default_reason, HeaderName, Method, SipMessage};
 use crate::transaction::{
-    Action, Actions, ClientInvite, ClientInviteState, ClientNonInvite, Reliability,
-    ServerInvite, ServerInviteState, Transaction, Uas2xx,
+    Action, Actions, ClientInvite, ClientInviteState, ClientNonInvite, Reliability, ServerInvite,
+    ServerInviteState, Transaction, Uas2xx,
 };
 use crate::transport::{Destination, Protocol};
 
@@ -102,7 +102,10 @@ pub enum Purpose {
         client: Option<TxnKey>,
     },
     /// A request relayed on a leg on behalf of a server transaction (client).
-    RelayOut { server: TxnKey, offer_in_request: bool },
+    RelayOut {
+        server: TxnKey,
+        offer_in_request: bool,
+    },
     /// A request answered by handover itself (server), or a CANCEL we sent (client).
     Local,
     /// A BYE handover sent (client): the leg ends with its answer.
@@ -115,7 +118,11 @@ pub enum Purpose {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TxnKey {
     /// A peer's request on `leg` (its branch; `invite` covers INVITE, ACK and CANCEL matching).
-    Server { leg: LegId, branch: Box<str>, invite: bool },
+    Server {
+        leg: LegId,
+        branch: Box<str>,
+        invite: bool,
+    },
     /// One of our requests, by our branch.
     Client(Box<str>),
     /// The 2xx retransmitter of a leg.
@@ -250,12 +257,16 @@ impl Call {
         };
         let trying = req.response(100, "Trying", None).finish();
         let flow = req.response_destination();
-        let (machine, actions) =
-            ServerInvite::new(trying, reliability(&flow), call.ep.timers);
+        let (machine, actions) = ServerInvite::new(trying, reliability(&flow), call.ep.timers);
         call.execute(&flow, actions);
         let offer = req.msg.body();
         let offer_ok = offer.is_empty() || crate::sdp::inspect(&offer).is_ok();
-        call.insert_txn(server_key.clone(), CALLER, machine.into(), Purpose::CallerInvite(Box::new(req)));
+        call.insert_txn(
+            server_key.clone(),
+            CALLER,
+            machine.into(),
+            Purpose::CallerInvite(Box::new(req)),
+        );
 
         if !offer_ok {
             let warning = crate::sdp::inspect(&offer)
@@ -269,7 +280,7 @@ impl Call {
             call.reject_caller(480, "Temporarily Unavailable", None, now);
             return call;
         }
-        let ring = Duration::from_secs(u64::from(call.ep.config.sip.ring_timeout_s.max(1)));
+        let ring = Duration::from_secs(call.ep.config.sip.ring_timeout_s.max(1));
         call.ring_deadline = Some(now + ring);
         for (uri, flow) in &target.contacts {
             call.add_callee(&target, uri, *flow, &offer, now);
@@ -312,7 +323,9 @@ impl Call {
             }),
             last_ack: None,
         };
-        let mut b = leg.dialog.request(&self.ep, &Method::Invite, request_uri, &branch, cseq);
+        let mut b = leg
+            .dialog
+            .request(&self.ep, &Method::Invite, request_uri, &branch, cseq);
         b.header("Allow", ALLOW);
         b.header("Supported", "replaces");
         b.header("User-Agent", &self.ep.user_agent);
@@ -330,7 +343,12 @@ impl Call {
         self.set_offered(id, true);
         let (machine, actions) = ClientInvite::new(bytes, reliability(&flow), self.ep.timers, now);
         self.execute(&flow, actions);
-        self.insert_txn(TxnKey::Client(branch.into()), id, machine.into(), Purpose::CalleeInvite);
+        self.insert_txn(
+            TxnKey::Client(branch.into()),
+            id,
+            machine.into(),
+            Purpose::CalleeInvite,
+        );
     }
 
     fn caller_invite_purpose(&self) -> Option<&Purpose> {
@@ -386,11 +404,20 @@ impl Call {
 
     /// The earliest timer of the call.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let txn = self.txns.values().filter_map(|e| e.machine.next_deadline()).min();
+        let txn = self
+            .txns
+            .values()
+            .filter_map(|e| e.machine.next_deadline())
+            .min();
         match (txn, self.ring_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// `true` when every leg has ended (transactions may still absorb retransmissions).
+    pub fn all_legs_ended(&self) -> bool {
+        self.legs.iter().all(|l| l.state == LegState::Ended)
     }
 
     /// `true` when every leg has ended and every transaction has terminated.
@@ -401,38 +428,53 @@ impl Call {
     // ------------------------------------------------------------------ agent accounting
 
     fn set_offered(&mut self, leg: LegId, on: bool) {
-        let Some(l) = self.legs.get_mut(leg) else { return };
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
         if l.offered == on {
             return;
         }
         l.offered = on;
         if let Some(agent) = l.agent.clone() {
-            let ev = if on { AgentEvent::Offered } else { AgentEvent::OfferEnded };
+            let ev = if on {
+                AgentEvent::Offered
+            } else {
+                AgentEvent::OfferEnded
+            };
             self.ep.agent_event(&agent, ev);
         }
     }
 
     fn set_talking(&mut self, leg: LegId, on: bool) {
-        let Some(l) = self.legs.get_mut(leg) else { return };
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
         if l.talking == on {
             return;
         }
         l.talking = on;
         if let Some(agent) = l.agent.clone() {
-            let ev = if on { AgentEvent::CallStarted } else { AgentEvent::CallEnded };
+            let ev = if on {
+                AgentEvent::CallStarted
+            } else {
+                AgentEvent::CallEnded
+            };
             self.ep.agent_event(&agent, ev);
         }
     }
 
     /// Moves `leg` to `state`, keeping its agent's counters right.
     pub fn set_leg_state(&mut self, leg: LegId, state: LegState) {
-        let Some(l) = self.legs.get_mut(leg) else { return };
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
         l.state = state;
         match state {
             LegState::Calling | LegState::Early => {}
             LegState::Confirmed => {
-                self.set_offered(leg, false);
+                // Talking first, so the agent goes ringing → talking without an idle blip.
                 self.set_talking(leg, true);
+                self.set_offered(leg, false);
             }
             LegState::Terminating | LegState::Ended => {
                 self.set_offered(leg, false);
@@ -474,7 +516,9 @@ impl Call {
         now: Instant,
         extra: impl FnOnce(&mut crate::sip::MessageBuilder),
     ) {
-        let Some(entry) = self.txns.get(key) else { return };
+        let Some(entry) = self.txns.get(key) else {
+            return;
+        };
         let leg = entry.leg;
         let request = match &entry.purpose {
             Purpose::CallerInvite(r) => r,
@@ -501,7 +545,9 @@ impl Call {
             Some((ct, body)) => b.body(ct, &body),
             None => b.finish(),
         };
-        let Some(entry) = self.txns.get_mut(key) else { return };
+        let Some(entry) = self.txns.get_mut(key) else {
+            return;
+        };
         let actions = match &mut entry.machine {
             Transaction::ServerInvite(m) => m.respond(code, bytes.clone(), now),
             Transaction::ServerNonInvite(m) => m.respond(code, bytes.clone(), now),
@@ -538,27 +584,39 @@ impl Call {
     }
 
     pub fn send_bye(&mut self, leg: LegId, reason: Option<&str>, now: Instant) {
-        let Some(l) = self.legs.get_mut(leg) else { return };
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
         let branch = branch_for(self.key);
         let cseq = l.dialog.next_cseq();
         let target = l.dialog.remote_target.clone();
         let flow = l.dialog.flow;
-        let mut b = l.dialog.request(&self.ep, &Method::Bye, &target, &branch, cseq);
+        let mut b = l
+            .dialog
+            .request(&self.ep, &Method::Bye, &target, &branch, cseq);
         if let Some(r) = reason {
             b.header("Reason", r);
         }
         b.header("User-Agent", &self.ep.user_agent);
         let bytes = b.finish();
-        let (machine, actions) = ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
+        let (machine, actions) =
+            ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
         self.execute(&flow, actions);
-        self.insert_txn(TxnKey::Client(branch.into()), leg, machine.into(), Purpose::Bye);
+        self.insert_txn(
+            TxnKey::Client(branch.into()),
+            leg,
+            machine.into(),
+            Purpose::Bye,
+        );
         self.set_leg_state(leg, LegState::Terminating);
     }
 
     /// CANCELs the INVITE of a callee leg (RFC 3261 §9.1): only after a provisional
     /// response; before that, remembered and sent when one arrives.
     pub fn cancel_leg(&mut self, leg: LegId, now: Instant) {
-        let Some(l) = self.legs.get_mut(leg) else { return };
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
         let Some(inv) = l.invite.as_mut() else {
             return;
         };
@@ -577,18 +635,33 @@ impl Call {
         let mut untagged = l.dialog.clone();
         untagged.remote_tag = None;
         untagged.route_set.clear();
-        let mut b = untagged.request(&self.ep, &Method::Cancel, &inv.request_uri, &inv.branch, inv.cseq);
+        let mut b = untagged.request(
+            &self.ep,
+            &Method::Cancel,
+            &inv.request_uri,
+            &inv.branch,
+            inv.cseq,
+        );
         b.header("Reason", "SIP;cause=487;text=\"Call completed elsewhere\"");
         let bytes = b.finish();
-        if let Some(entry) = self.txns.get_mut(&TxnKey::Client(inv.branch.clone().into())) {
+        if let Some(entry) = self
+            .txns
+            .get_mut(&TxnKey::Client(inv.branch.clone().into()))
+        {
             if let Transaction::ClientInvite(m) = &mut entry.machine {
                 m.cancel_sent(now);
             }
         }
         let cancel_branch: Box<str> = format!("{}-cancel", inv.branch).into();
-        let (machine, actions) = ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
+        let (machine, actions) =
+            ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
         self.execute(&flow, actions);
-        self.insert_txn(TxnKey::Client(cancel_branch), leg, machine.into(), Purpose::Local);
+        self.insert_txn(
+            TxnKey::Client(cancel_branch),
+            leg,
+            machine.into(),
+            Purpose::Local,
+        );
     }
 
     /// The call is over from the caller's or the callee's point of view: end every other
@@ -601,7 +674,8 @@ impl Call {
         self.ring_deadline = None;
         for leg in 0..self.legs.len() {
             if leg != except {
-                if leg == CALLER && self.legs.get(CALLER).map(|l| l.state) == Some(LegState::Early) {
+                if leg == CALLER && self.legs.get(CALLER).map(|l| l.state) == Some(LegState::Early)
+                {
                     self.reject_caller(487, "Request Terminated", None, now);
                 } else {
                     self.hang_up_leg(leg, now);
@@ -628,7 +702,10 @@ impl Call {
             if (200..300).contains(&status) && msg.cseq().method == Method::Invite {
                 self.reack(&msg);
             } else {
-                self.ep.counters.stray_responses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.ep
+                    .counters
+                    .stray_responses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             return;
         };
@@ -678,7 +755,11 @@ impl Call {
             }
             _ => {
                 let TxnKey::Client(b) = key else { return };
-                (l.dialog.remote_target.clone(), b.to_string(), resp.cseq().seq)
+                (
+                    l.dialog.remote_target.clone(),
+                    b.to_string(),
+                    resp.cseq().seq,
+                )
             }
         };
         let mut d = l.dialog.clone();
@@ -686,7 +767,9 @@ impl Call {
         if l.invite.as_ref().is_some_and(|i| i.branch == branch) {
             d.route_set.clear();
         }
-        let ack = d.request(&self.ep, &Method::Ack, &request_uri, &branch, cseq).finish();
+        let ack = d
+            .request(&self.ep, &Method::Ack, &request_uri, &branch, cseq)
+            .finish();
         let flow = d.flow;
         if let Some(entry) = self.txns.get_mut(key) {
             if let Transaction::ClientInvite(m) = &mut entry.machine {
@@ -703,10 +786,14 @@ impl Call {
     /// Sends the ACK for a 2xx on `leg` (RFC 3261 §13.2.2.4: a new transaction of the UAC
     /// core), with `body` when the offer was in the 2xx.
     pub fn send_2xx_ack(&mut self, leg: LegId, cseq: u32, body: Option<Bytes>) {
-        let Some(l) = self.legs.get_mut(leg) else { return };
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
         let branch = branch_for(self.key);
         let target = l.dialog.remote_target.clone();
-        let b = l.dialog.request(&self.ep, &Method::Ack, &target, &branch, cseq);
+        let b = l
+            .dialog
+            .request(&self.ep, &Method::Ack, &target, &branch, cseq);
         let ack = match body {
             Some(sdp) if !sdp.is_empty() => {
                 let sdp = l.sdp.apply(&sdp, false);
@@ -719,7 +806,13 @@ impl Call {
         self.send(flow, ack);
     }
 
-    fn on_transaction_response(&mut self, key: &TxnKey, leg: LegId, msg: &SipMessage, now: Instant) {
+    fn on_transaction_response(
+        &mut self,
+        key: &TxnKey,
+        leg: LegId,
+        msg: &SipMessage,
+        now: Instant,
+    ) {
         let Some(status) = msg.status() else { return };
         let purpose = match self.txns.get(key).map(|e| &e.purpose) {
             Some(Purpose::CalleeInvite) => 0,
@@ -735,7 +828,13 @@ impl Call {
         }
     }
 
-    fn on_callee_invite_response(&mut self, leg: LegId, msg: &SipMessage, status: u16, now: Instant) {
+    fn on_callee_invite_response(
+        &mut self,
+        leg: LegId,
+        msg: &SipMessage,
+        status: u16,
+        now: Instant,
+    ) {
         match status {
             100 => {}
             101..=199 => {
@@ -768,7 +867,10 @@ impl Call {
             200..=299 => self.on_callee_answer(leg, msg, now),
             _ => {
                 self.set_leg_state(leg, LegState::Ended);
-                let reason = msg.reason().unwrap_or_else(|| default_reason(status)).to_owned();
+                let reason = msg
+                    .reason()
+                    .unwrap_or_else(|| default_reason(status))
+                    .to_owned();
                 self.callee_failed(status, reason, now);
             }
         }
@@ -776,15 +878,24 @@ impl Call {
 
     /// Relays a callee's 18x to the caller (SDP under the caller leg's `o=` line).
     fn relay_provisional(&mut self, msg: &SipMessage, status: u16, now: Instant) {
-        let Some(key) = self.caller_invite_key() else { return };
+        let Some(key) = self.caller_invite_key() else {
+            return;
+        };
         let body = msg.body();
         let body = if body.is_empty() {
             None
         } else {
-            self.legs.get_mut(CALLER).map(|l| ("application/sdp", l.sdp.apply(&body, false)))
+            self.legs
+                .get_mut(CALLER)
+                .map(|l| ("application/sdp", l.sdp.apply(&body, false)))
         };
-        let reason = msg.reason().unwrap_or_else(|| default_reason(status)).to_owned();
-        self.respond_server(&key, status, &reason, body, now, |b| copy_passthrough_headers(b, msg));
+        let reason = msg
+            .reason()
+            .unwrap_or_else(|| default_reason(status))
+            .to_owned();
+        self.respond_server(&key, status, &reason, body, now, |b| {
+            copy_passthrough_headers(b, msg)
+        });
     }
 
     fn on_callee_answer(&mut self, leg: LegId, msg: &SipMessage, now: Instant) {
@@ -798,7 +909,11 @@ impl Call {
             // leg (RFC 3261 §13.2.2.4).
             self.set_leg_state(leg, LegState::Confirmed);
             self.send_2xx_ack(leg, cseq, None);
-            self.send_bye(leg, Some("SIP;cause=200;text=\"Call completed elsewhere\""), now);
+            self.send_bye(
+                leg,
+                Some("SIP;cause=200;text=\"Call completed elsewhere\""),
+                now,
+            );
             return;
         }
         if self.answered == Some(leg) {
@@ -823,15 +938,21 @@ impl Call {
                 self.cancel_leg(other, now);
             }
         }
-        let Some(key) = self.caller_invite_key() else { return };
+        let Some(key) = self.caller_invite_key() else {
+            return;
+        };
         let body = msg.body();
         let body = if body.is_empty() {
             None
         } else {
-            self.legs.get_mut(CALLER).map(|l| ("application/sdp", l.sdp.apply(&body, false)))
+            self.legs
+                .get_mut(CALLER)
+                .map(|l| ("application/sdp", l.sdp.apply(&body, false)))
         };
         let reason = msg.reason().unwrap_or("OK").to_owned();
-        self.respond_server(&key, 200, &reason, body, now, |b| copy_passthrough_headers(b, msg));
+        self.respond_server(&key, 200, &reason, body, now, |b| {
+            copy_passthrough_headers(b, msg)
+        });
         self.set_leg_state(CALLER, LegState::Confirmed);
         tracing::info!(call = self.key, callee_leg = leg, "call answered");
     }
@@ -840,7 +961,7 @@ impl Call {
         let better = self
             .best_failure
             .as_ref()
-            .is_none_or(|f| failure_rank(code) < failure_rank(f.code));
+            .map_or(true, |f| failure_rank(code) < failure_rank(f.code));
         if better {
             self.best_failure = Some(Failure { code, reason });
         }
@@ -881,7 +1002,9 @@ impl Call {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            let Some(entry) = self.txns.get_mut(&key) else { continue };
+            let Some(entry) = self.txns.get_mut(&key) else {
+                continue;
+            };
             let leg = entry.leg;
             let actions = entry.machine.handle_timeout(now);
             let dest = self.txn_destination(&key, leg);
@@ -932,7 +1055,9 @@ impl Call {
                 self.callee_failed(408, "Request Timeout".into(), now);
             }
             1 => {
-                if let Some(Purpose::RelayOut { server, .. }) = self.txns.get(key).map(|e| &e.purpose) {
+                if let Some(Purpose::RelayOut { server, .. }) =
+                    self.txns.get(key).map(|e| &e.purpose)
+                {
                     let server = server.clone();
                     self.respond_server(&server, 408, "Request Timeout", None, now, |_| {});
                 }
@@ -941,6 +1066,37 @@ impl Call {
             // Timer H: our final response to the caller was never ACKed.
             3 => self.set_leg_state(leg, LegState::Ended),
             _ => {}
+        }
+    }
+
+    /// The transport refused to send to `dest`: every client transaction towards it fails
+    /// as if timed out (RFC 3261 §17.1.4: the TU sees a 503 equivalent).
+    pub fn on_transport_error(&mut self, dest: &Destination, now: Instant) {
+        let keys: Vec<(TxnKey, LegId)> = self
+            .txns
+            .iter()
+            .filter(|(k, e)| {
+                matches!(k, TxnKey::Client(_))
+                    && self.legs.get(e.leg).is_some_and(|l| l.dialog.flow == *dest)
+            })
+            .map(|(k, e)| (k.clone(), e.leg))
+            .collect();
+        for (key, leg) in keys {
+            let Some(entry) = self.txns.get_mut(&key) else {
+                continue;
+            };
+            let actions = match &mut entry.machine {
+                Transaction::ClientInvite(m) => m.on_transport_error(),
+                Transaction::ClientNonInvite(m) => m.on_transport_error(),
+                _ => continue,
+            };
+            let terminated = actions.is_terminated();
+            if actions.contains(&Action::TransportError) {
+                self.on_txn_timeout(&key, leg, now);
+            }
+            if terminated {
+                self.txns.remove(&key);
+            }
         }
     }
 
@@ -1016,7 +1172,9 @@ impl Call {
 
     /// The header value of a SIP header in `msg`, for logs.
     pub fn describe(msg: &SipMessage) -> String {
-        msg.header(HeaderName::From).map(|f| f.into_owned()).unwrap_or_default()
+        msg.header(HeaderName::From)
+            .map(|f| f.into_owned())
+            .unwrap_or_default()
     }
 }
 

@@ -157,19 +157,29 @@ impl Dialog {
         let mut b = MessageBuilder::request(method, request_uri);
         b.header_fmt(
             "Via",
-            format_args!("SIP/2.0/{} {};branch={};rport", self.flow.protocol, local, branch),
+            format_args!(
+                "SIP/2.0/{} {};branch={};rport",
+                self.flow.protocol, local, branch
+            ),
         );
         b.header("Max-Forwards", "70");
         for route in &self.route_set {
             b.header("Route", route);
         }
-        b.header_fmt("From", format_args!("{};tag={}", self.local_party, self.local_tag));
+        b.header_fmt(
+            "From",
+            format_args!("{};tag={}", self.local_party, self.local_tag),
+        );
         match &self.remote_tag {
             Some(tag) => b.header_fmt("To", format_args!("{};tag={}", self.remote_party, tag)),
             None => b.header("To", &self.remote_party),
         };
         b.header("Call-ID", &self.call_id);
-        let cseq_method = if *method == Method::Ack { "ACK" } else { method.as_str() };
+        let cseq_method = if *method == Method::Ack {
+            "ACK"
+        } else {
+            method.as_str()
+        };
         b.header_fmt("CSeq", format_args!("{cseq} {cseq_method}"));
         if matches!(
             method,

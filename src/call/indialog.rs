@@ -31,13 +31,19 @@ fn server_key(leg: LegId, msg: &SipMessage, invite: bool) -> TxnKey {
         // RFC 2543 peers without a magic-cookie branch: key on CSeq number instead.
         None => format!("cseq-{}", msg.cseq().seq).into(),
     };
-    TxnKey::Server { leg, branch, invite }
+    TxnKey::Server {
+        leg,
+        branch,
+        invite,
+    }
 }
 
 impl Call {
     /// A request for this call.
     pub fn on_request(&mut self, req: IncomingRequest, now: Instant) {
-        let Some(method) = req.msg.method().cloned() else { return };
+        let Some(method) = req.msg.method().cloned() else {
+            return;
+        };
         let Some(leg) = self.leg_for_request(&req.msg) else {
             if method != Method::Ack {
                 self.reply_stateless(&req, 481, "Call/Transaction Does Not Exist");
@@ -99,7 +105,9 @@ impl Call {
         let rkey = TxnKey::Retransmit2xx(leg);
         let acked = match self.txns.get_mut(&rkey) {
             Some(entry) => match (&mut entry.machine, &entry.purpose) {
-                (Transaction::Uas2xx(m), Purpose::Await2xxAck { cseq }) if *cseq == req.msg.cseq().seq => {
+                (Transaction::Uas2xx(m), Purpose::Await2xxAck { cseq })
+                    if *cseq == req.msg.cseq().seq =>
+                {
                     let _ = m.ack_received();
                     true
                 }
@@ -141,14 +149,22 @@ impl Call {
         self.insert_txn(cancel_key, leg, machine.into(), Purpose::Local);
         if unanswered && is_caller_invite {
             tracing::info!(call = self.key, "caller cancelled");
-            self.end_reason.get_or_insert_with(|| "caller cancelled".into());
+            self.end_reason
+                .get_or_insert_with(|| "caller cancelled".into());
             self.reject_caller(487, "Request Terminated", None, now);
         } else if unanswered {
             self.respond_server(&invite_key, 487, "Request Terminated", None, now, |_| {});
         }
     }
 
-    fn on_new_request(&mut self, leg: LegId, key: TxnKey, method: Method, req: IncomingRequest, now: Instant) {
+    fn on_new_request(
+        &mut self,
+        leg: LegId,
+        key: TxnKey,
+        method: Method,
+        req: IncomingRequest,
+        now: Instant,
+    ) {
         // CSeq must grow within a dialog (RFC 3261 §12.2.2).
         let seq = req.msg.cseq().seq;
         if let Some(l) = self.legs.get_mut(leg) {
@@ -163,15 +179,25 @@ impl Call {
             Method::Options => self.answer_local(leg, key, req, 200, "OK", now),
             Method::Invite => self.on_reinvite(leg, key, req, now),
             Method::Update | Method::Info | Method::Message => self.relay(leg, key, req, now),
-            Method::Prack | Method::Refer | Method::Subscribe | Method::Notify | Method::Publish => {
-                self.answer_local(leg, key, req, 501, "Not Implemented", now)
-            }
+            Method::Prack
+            | Method::Refer
+            | Method::Subscribe
+            | Method::Notify
+            | Method::Publish => self.answer_local(leg, key, req, 501, "Not Implemented", now),
             _ => self.answer_local(leg, key, req, 501, "Not Implemented", now),
         }
     }
 
     /// Answers a request on `leg` ourselves, through a server transaction.
-    fn answer_local(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, code: u16, reason: &str, now: Instant) {
+    fn answer_local(
+        &mut self,
+        leg: LegId,
+        key: TxnKey,
+        req: IncomingRequest,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) {
         let dest = req.response_destination();
         let mut b = req.response(code, reason, None);
         b.header("Server", &self.ep.user_agent);
@@ -193,7 +219,11 @@ impl Call {
         // the ACK; the ACK is then moot).
         self.txns.remove(&TxnKey::Retransmit2xx(leg));
         self.set_leg_state(leg, LegState::Ended);
-        let who = if leg == CALLER { "caller hung up" } else { "callee hung up" };
+        let who = if leg == CALLER {
+            "caller hung up"
+        } else {
+            "callee hung up"
+        };
         tracing::info!(call = self.key, leg, "{who}");
         self.end_call(who, leg, now);
     }
@@ -202,14 +232,24 @@ impl Call {
     /// open on either (491, RFC 3261 §14.2).
     fn on_reinvite(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
         let peer = self.peer_of(leg);
-        let glare = self.invite_in_progress(leg) || peer.is_some_and(|p| self.invite_in_progress(p));
-        let peer_ready = peer.is_some_and(|p| self.legs.get(p).is_some_and(|l| l.state == LegState::Confirmed));
+        let glare =
+            self.invite_in_progress(leg) || peer.is_some_and(|p| self.invite_in_progress(p));
+        let peer_ready = peer.is_some_and(|p| {
+            self.legs
+                .get(p)
+                .is_some_and(|l| l.state == LegState::Confirmed)
+        });
         let dest = req.response_destination();
         let trying = req.response(100, "Trying", None).finish();
-        let (machine, actions) = ServerInvite::new(trying, reliability(dest.protocol), self.ep.timers);
+        let (machine, actions) =
+            ServerInvite::new(trying, reliability(dest.protocol), self.ep.timers);
         self.execute(&dest, actions);
         let body = req.msg.body();
-        let sdp_error = if body.is_empty() { None } else { crate::sdp::inspect(&body).err() };
+        let sdp_error = if body.is_empty() {
+            None
+        } else {
+            crate::sdp::inspect(&body).err()
+        };
         if let Some(l) = self.legs.get_mut(leg) {
             l.dialog.refresh_target(&req.msg);
         }
@@ -241,9 +281,11 @@ impl Call {
 
     /// A non-INVITE request relayed to the bridged leg (UPDATE, INFO, MESSAGE).
     fn relay(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
-        let peer = self
-            .peer_of(leg)
-            .filter(|p| self.legs.get(*p).is_some_and(|l| l.state == LegState::Confirmed));
+        let peer = self.peer_of(leg).filter(|p| {
+            self.legs
+                .get(*p)
+                .is_some_and(|l| l.state == LegState::Confirmed)
+        });
         let dest = req.response_destination();
         let machine = ServerNonInvite::new(reliability(dest.protocol), self.ep.timers);
         self.insert_txn(
@@ -257,22 +299,34 @@ impl Call {
         );
         match peer {
             Some(peer) => self.relay_out(leg, peer, &key, now),
-            None => self.respond_server(&key, 481, "Call/Transaction Does Not Exist", None, now, |_| {}),
+            None => self.respond_server(
+                &key,
+                481,
+                "Call/Transaction Does Not Exist",
+                None,
+                now,
+                |_| {},
+            ),
         }
     }
 
     /// Sends the request of server transaction `server` on leg `to`.
     fn relay_out(&mut self, _from: LegId, to: LegId, server: &TxnKey, now: Instant) {
-        let Some(Purpose::Relayed { request, .. }) = self.txns.get(server).map(|e| &e.purpose) else {
+        let Some(Purpose::Relayed { request, .. }) = self.txns.get(server).map(|e| &e.purpose)
+        else {
             return;
         };
         let msg = request.msg.clone();
-        let Some(method) = msg.method().cloned() else { return };
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
         if msg.max_forwards().ok().flatten() == Some(0) {
             self.respond_server(server, 483, "Too Many Hops", None, now, |_| {});
             return;
         }
-        let Some(l) = self.legs.get_mut(to) else { return };
+        let Some(l) = self.legs.get_mut(to) else {
+            return;
+        };
         let branch = branch_for(self.key);
         let cseq = l.dialog.next_cseq();
         let target = l.dialog.remote_target.clone();
@@ -285,7 +339,10 @@ impl Call {
         let bytes = if body.is_empty() {
             b.finish()
         } else {
-            let content_type = msg.content_type().map(|c| c.into_owned()).unwrap_or_default();
+            let content_type = msg
+                .content_type()
+                .map(|c| c.into_owned())
+                .unwrap_or_default();
             if is_sdp(&content_type) {
                 let sdp = l.sdp.apply(&body, false);
                 b.body(&content_type, &sdp)
@@ -295,11 +352,13 @@ impl Call {
         };
         let client = TxnKey::Client(branch.into());
         let machine: Transaction = if method == Method::Invite {
-            let (m, actions) = ClientInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
+            let (m, actions) =
+                ClientInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
             self.execute(&flow, actions);
             m.into()
         } else {
-            let (m, actions) = ClientNonInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
+            let (m, actions) =
+                ClientNonInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
             self.execute(&flow, actions);
             m.into()
         };
@@ -320,7 +379,14 @@ impl Call {
     }
 
     /// A final (or provisional) response to a relayed request: answer the original.
-    pub(super) fn on_relay_response(&mut self, key: &TxnKey, leg: LegId, msg: &SipMessage, status: u16, now: Instant) {
+    pub(super) fn on_relay_response(
+        &mut self,
+        key: &TxnKey,
+        leg: LegId,
+        msg: &SipMessage,
+        status: u16,
+        now: Instant,
+    ) {
         let Some(Purpose::RelayOut {
             server,
             offer_in_request,
@@ -348,9 +414,14 @@ impl Call {
         let body = msg.body();
         let body = match (body.is_empty(), server_leg) {
             (false, Some(sl)) => {
-                let ct = msg.content_type().map(|c| c.into_owned()).unwrap_or_default();
+                let ct = msg
+                    .content_type()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default();
                 if is_sdp(&ct) {
-                    self.legs.get_mut(sl).map(|l| (l.sdp.apply(&body, false), ct))
+                    self.legs
+                        .get_mut(sl)
+                        .map(|l| (l.sdp.apply(&body, false), ct))
                 } else {
                     Some((body, ct))
                 }
@@ -358,11 +429,17 @@ impl Call {
             _ => None,
         };
         let reason = msg.reason().unwrap_or("").to_owned();
-        let reason = if reason.is_empty() { crate::sip::default_reason(status).to_owned() } else { reason };
+        let reason = if reason.is_empty() {
+            crate::sip::default_reason(status).to_owned()
+        } else {
+            reason
+        };
         match body {
-            Some((b, ct)) => self.respond_server(&server, status, &reason, Some((&ct, b)), now, |bld| {
-                copy_passthrough_headers(bld, msg)
-            }),
+            Some((b, ct)) => {
+                self.respond_server(&server, status, &reason, Some((&ct, b)), now, |bld| {
+                    copy_passthrough_headers(bld, msg)
+                })
+            }
             None => self.respond_server(&server, status, &reason, None, now, |bld| {
                 copy_passthrough_headers(bld, msg)
             }),

@@ -28,7 +28,10 @@ pub enum CallEvent {
     /// CANCEL).
     Request(Box<IncomingRequest>),
     /// A response to one of the call's client transactions.
-    Response { msg: Box<SipMessage>, source: Source },
+    Response {
+        msg: Box<SipMessage>,
+        source: Source,
+    },
     /// Operator or shutdown: end the call now, with this Reason text.
     Hangup { reason: String },
 }

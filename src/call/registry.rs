@@ -22,6 +22,9 @@ pub type CallKey = u64;
 const SHARDS: usize = 16;
 const MAGIC_COOKIE: &str = "z9hG4bK";
 
+/// (Call-ID, From tag) of a peer's initial INVITE → the call it started.
+type InitialMap = HashMap<(Box<str>, Box<str>), CallKey>;
+
 /// A cloneable handle to a call actor: the actor's bounded inbox.
 #[derive(Clone, Debug)]
 pub struct CallHandle {
@@ -57,7 +60,7 @@ pub struct CallRegistry {
     next_key: AtomicU64,
     hasher: RandomState,
     calls: Vec<Mutex<HashMap<CallKey, CallHandle>>>,
-    initial: Vec<Mutex<HashMap<(Box<str>, Box<str>), CallKey>>>,
+    initial: Vec<Mutex<InitialMap>>,
 }
 
 impl Default for CallRegistry {
@@ -106,12 +109,19 @@ impl CallRegistry {
     }
 
     pub fn get(&self, key: CallKey) -> Option<CallHandle> {
-        self.calls.get(Self::shard_of(key)).and_then(|s| lock(s).get(&key).cloned())
+        self.calls
+            .get(Self::shard_of(key))
+            .and_then(|s| lock(s).get(&key).cloned())
     }
 
     /// Remembers that the peer's INVITE (Call-ID, From tag) belongs to call `key`.
     /// Returns the existing owner instead if the pair is already taken.
-    pub fn claim_initial(&self, call_id: &str, from_tag: &str, key: CallKey) -> Result<(), CallKey> {
+    pub fn claim_initial(
+        &self,
+        call_id: &str,
+        from_tag: &str,
+        key: CallKey,
+    ) -> Result<(), CallKey> {
         let shard = self.initial_shard(call_id, from_tag);
         let Some(shard) = self.initial.get(shard) else {
             return Ok(());
@@ -150,7 +160,10 @@ impl CallRegistry {
     }
 
     pub fn handles(&self) -> Vec<CallHandle> {
-        self.calls.iter().flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>()).collect()
+        self.calls
+            .iter()
+            .flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>())
+            .collect()
     }
 }
 

@@ -110,7 +110,10 @@ pub struct AgentDirectory {
 }
 
 impl AgentDirectory {
-    pub fn new<'a>(agents: impl IntoIterator<Item = (&'a str, Vec<String>, bool)>, now: Instant) -> Self {
+    pub fn new<'a>(
+        agents: impl IntoIterator<Item = (&'a str, Vec<String>, bool)>,
+        now: Instant,
+    ) -> Self {
         let agents = agents
             .into_iter()
             .map(|(id, skills, static_contact)| {
@@ -176,7 +179,10 @@ mod tests {
 
     fn directory() -> AgentDirectory {
         AgentDirectory::new(
-            [("1001", vec!["sales".to_owned()], false), ("2001", vec![], true)],
+            [
+                ("1001", vec!["sales".to_owned()], false),
+                ("2001", vec![], true),
+            ],
             Instant::now(),
         )
     }
@@ -187,7 +193,10 @@ mod tests {
         let now = Instant::now();
         assert_eq!(d.state("1001"), Some(AgentState::LoggedOut));
         let change = d.apply("1001", AgentEvent::LoggedIn, now).unwrap();
-        assert_eq!((change.from, change.to), (AgentState::LoggedOut, AgentState::Idle));
+        assert_eq!(
+            (change.from, change.to),
+            (AgentState::LoggedOut, AgentState::Idle)
+        );
         assert!(d.apply("1001", AgentEvent::LoggedIn, now).is_none());
         d.apply("1001", AgentEvent::LoggedOut, now);
         assert_eq!(d.state("1001"), Some(AgentState::LoggedOut));
@@ -209,7 +218,11 @@ mod tests {
         d.apply("1001", AgentEvent::OfferEnded, now);
         assert_eq!(d.state("1001"), Some(AgentState::Talking));
         d.apply("1001", AgentEvent::SetNotReady(true), now);
-        assert_eq!(d.state("1001"), Some(AgentState::Talking), "a call outranks not_ready");
+        assert_eq!(
+            d.state("1001"),
+            Some(AgentState::Talking),
+            "a call outranks not_ready"
+        );
         d.apply("1001", AgentEvent::CallEnded, now);
         assert_eq!(d.state("1001"), Some(AgentState::NotReady));
         d.apply("1001", AgentEvent::SetNotReady(false), now);

@@ -140,6 +140,9 @@ pub struct RegistrarConfig {
     pub default_expires_s: u32,
     pub nonce_ttl_s: u64,
     pub max_contacts_per_aor: usize,
+    /// Digest algorithms offered in 401/407 challenges, most preferred first (RFC 8760):
+    /// `"SHA-256"`, `"MD5"`.
+    pub algorithms: Vec<String>,
 }
 
 impl Default for RegistrarConfig {
@@ -150,6 +153,7 @@ impl Default for RegistrarConfig {
             default_expires_s: defaults::DEFAULT_EXPIRES_S,
             nonce_ttl_s: defaults::NONCE_TTL_S,
             max_contacts_per_aor: defaults::MAX_CONTACTS_PER_AOR,
+            algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
         }
     }
 }

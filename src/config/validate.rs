@@ -292,6 +292,20 @@ fn registrar(r: &RegistrarConfig, issues: &mut Issues) {
         "registrar.max_contacts_per_aor",
         r.max_contacts_per_aor as u64,
     );
+    if r.algorithms.is_empty() {
+        issues.push(
+            "registrar.algorithms",
+            "must name at least one algorithm".to_string(),
+        );
+    }
+    for a in &r.algorithms {
+        if !a.eq_ignore_ascii_case("SHA-256") && !a.eq_ignore_ascii_case("MD5") {
+            issues.push(
+                "registrar.algorithms",
+                format!("unknown digest algorithm `{a}` (expected \"SHA-256\" or \"MD5\")"),
+            );
+        }
+    }
 }
 
 fn http(raw: RawHttp, issues: &mut Issues) -> HttpConfig {

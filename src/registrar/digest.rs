@@ -48,6 +48,9 @@ pub struct DigestConfig {
     pub nonce_ttl: Duration,
     /// Bound of the nonce-count table.
     pub max_tracked_nonces: usize,
+    /// Algorithms offered in challenges, most preferred first (RFC 8760 §2.4). Credentials
+    /// with any supported algorithm are still verified.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl DigestConfig {
@@ -57,6 +60,7 @@ impl DigestConfig {
             realm: realm.into(),
             nonce_ttl: Duration::from_secs(300),
             max_tracked_nonces: 4096,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 }
@@ -202,7 +206,9 @@ impl DigestAuthenticator {
     /// `stale` (after [`AuthResult::Stale`]).
     pub fn challenge(&mut self, stale: bool, now: Instant) -> Vec<String> {
         let nonce = self.new_nonce(now);
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.config
+            .algorithms
+            .clone()
             .into_iter()
             .map(|alg| {
                 let mut v = format!(

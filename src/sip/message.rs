@@ -285,7 +285,7 @@ impl SipMessage {
         let to_tag = tag_range(buf, &to).ok_or(ParseError::BadHeader(HeaderName::To))?;
         let branch = branch_range(buf, &via).ok_or(ParseError::BadHeader(HeaderName::Via))?;
 
-        let available = buf.len() - body_start;
+        let available = buf.len().saturating_sub(body_start);
         let body_len = match content_length {
             Some(n) if n > available => return Err(ParseError::ContentLengthMismatch),
             Some(n) => n,

@@ -114,11 +114,13 @@ impl TimerConfig {
     }
 
     /// Timer D: wait for response retransmissions in Completed (client INVITE). RFC 3261
-    /// §17.1.1.2 asks for "at least 32 s" over UDP; we use max(32 s, 64*T1) so a server
-    /// with a larger T1 (Timer H = 64*T1) is still absorbed. Zero over reliable transports.
+    /// §17.1.1.2 asks for "at least 32 s" over UDP, which is 64*T1 for the default T1 of
+    /// 500 ms: the time a server retransmits its final response (Timer H = 64*T1). We use
+    /// 64*T1, so the default is exactly 32 s and a deployment (or test) that configures a
+    /// different T1 for its network gets the matching window. Zero over reliable transports.
     pub fn timer_d(&self, reliability: Reliability) -> Duration {
         match reliability {
-            Reliability::Unreliable => Duration::from_secs(32).max(self.t64()),
+            Reliability::Unreliable => self.t64(),
             Reliability::Reliable => Duration::ZERO,
         }
     }
