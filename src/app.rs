@@ -20,8 +20,11 @@ use crate::transport::{self, ListenSpec, Protocol, Transport};
 /// What tests and metrics read about a running server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Calls whose actor is alive (including ones draining their last transactions).
+    /// Calls with a leg still up.
     pub active_calls: usize,
+    /// Call actors alive, including calls whose legs have ended but whose last transactions
+    /// still absorb retransmissions (up to 64·T1).
+    pub call_actors: usize,
     /// Live SIP transactions of every kind.
     pub transactions: usize,
     /// Stored registrar bindings.
@@ -140,7 +143,8 @@ impl RunningServer {
 
     pub fn stats(&self) -> Stats {
         Stats {
-            active_calls: self.ep.calls.len(),
+            active_calls: self.ep.counters.active_calls.load(Ordering::Relaxed),
+            call_actors: self.ep.calls.len(),
             transactions: self.ep.counters.transactions.load(Ordering::Relaxed),
             registrations: self.ep.location().bindings.count(),
             parse_errors: self.ep.counters.parse_errors.load(Ordering::Relaxed),

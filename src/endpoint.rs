@@ -32,6 +32,9 @@ pub struct Counters {
     pub rejected_requests: AtomicU64,
     /// Calls started since the server started.
     pub calls_started: AtomicU64,
+    /// Calls with at least one leg still up (a call whose legs have all ended may keep its
+    /// actor a little longer, absorbing retransmissions until its transactions end).
+    pub active_calls: AtomicUsize,
 }
 
 /// A guard that counts one live transaction while it exists.

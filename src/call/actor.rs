@@ -53,6 +53,9 @@ pub fn spawn_call(
     ep.counters
         .calls_started
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ep.counters
+        .active_calls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let registration = Registration {
         ep: Arc::clone(ep),
         key,
@@ -88,12 +91,23 @@ async fn run(
     let mut call = Call::start(Arc::clone(&ep), key, req, caller, target, started);
     flush(&ep, &mut call);
     let mut end_logged = false;
+    // One timer for the call's whole life, moved only when the deadline changes: a new
+    // timer per message would cost a timer-wheel insert and removal each time.
+    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+    let sleep = tokio::time::sleep_until(far);
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     while !call.is_finished() {
         if !end_logged && call.all_legs_ended() {
             end_logged = true;
             log_end(&call);
         }
         let deadline = call.next_deadline();
+        if deadline != armed {
+            armed = deadline;
+            let at = deadline.map_or(far, tokio::time::Instant::from_std);
+            sleep.as_mut().reset(at);
+        }
         tokio::select! {
             event = inbox.recv() => {
                 let at = now();
@@ -104,7 +118,10 @@ async fn run(
                     None => break,
                 }
             }
-            _ = sleep_until(deadline) => call.handle_timeout(now()),
+            _ = &mut sleep, if armed.is_some() => {
+                armed = None;
+                call.handle_timeout(now());
+            }
         }
         flush(&ep, &mut call);
     }
@@ -115,6 +132,10 @@ async fn run(
 }
 
 fn log_end(call: &Call) {
+    call.ep
+        .counters
+        .active_calls
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         duration_ms = call.started.elapsed().as_millis() as u64,
         reason = call.end_reason.as_deref().unwrap_or("ended"),
@@ -125,13 +146,6 @@ fn log_end(call: &Call) {
 /// The clock of the call: tokio's, so tests on paused time drive calls too (STYLE.md rule 9).
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Sends what the core queued; a destination the transport refuses at once (no socket for
