@@ -37,4 +37,5 @@ pub mod registrar;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;
+pub mod transfer;
 pub mod transport;

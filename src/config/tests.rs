@@ -298,7 +298,8 @@ fn default_transfer_rules() {
     let trunk = "[[trunks]]\nname = \"t\"\nsources = [\"127.0.0.1\"]\noutbound = \"sip:h\"\naccess_number = \"1\"\n";
     let src = with(&format!(
         "{trunk}[[external_numbers]]\nname = \"f\"\nnumber = \"01\"\nuser_number_forwarding = true\ndefault_transfer = \"release\"\n\
-         [[external_numbers]]\nname = \"n\"\nnumber = \"02\"\ndefault_transfer = \"success\"\n\
+         [[external_numbers]]\nname = \"n\"\nnumber = \"02\"\ndefault_transfer = \"hangup\"\n\
+         [[external_numbers]]\nname = \"s\"\nnumber = \"04\"\ndefault_transfer = \"success\"\n\
          [[queues]]\nname = \"q\"\nnumber = \"03\"\nskill = \"s\"\ndefault_transfer = \"hangup\"\n"
     ));
     let fields: Vec<String> = at(&src).into_iter().map(|(_, f)| f).collect();

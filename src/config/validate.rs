@@ -457,9 +457,11 @@ fn external_number(i: usize, x: &ExternalNumber, issues: &mut Issues) {
             format!("{at}.default_transfer"),
             format!("`{t}` is not allowed with user_number_forwarding = true (success or conversation only)"),
         ),
-        (false, Some(t)) if t != TransferType::Release => issues.push(
+        // Rule 3 limits release (inbound calls only) but allows success and conversation;
+        // hang-up transfers go to IVR flows only (rule 1). See `transfer::policy`.
+        (false, Some(t @ TransferType::Hangup)) => issues.push(
             format!("{at}.default_transfer"),
-            format!("`{t}` is not allowed without user_number_forwarding (release only)"),
+            format!("`{t}` is not allowed: hang-up transfers go to IVR flows only"),
         ),
         _ => {}
     }
