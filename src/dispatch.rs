@@ -188,11 +188,7 @@ impl Dispatcher {
                 .rejected_requests
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let tag = if req.msg.to_tag().is_none() && code > 100 {
-            Some(format!("s{:08x}", fastrand::u32(..)))
-        } else {
-            None
-        };
+        let tag = (req.msg.to_tag().is_none() && code > 100).then(|| stateless_tag(&req.msg));
         let mut b = req.response(code, reason, tag.as_deref());
         b.header("Server", &self.ep.user_agent);
         extra(&mut b);
@@ -312,11 +308,7 @@ impl Dispatcher {
                 .rejected_requests
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let tag = if req.msg.to_tag().is_none() {
-            Some(format!("s{:08x}", fastrand::u32(..)))
-        } else {
-            None
-        };
+        let tag = req.msg.to_tag().is_none().then(|| stateless_tag(&req.msg));
         let mut b = req.response(code, reason, tag.as_deref());
         b.header("Server", &self.ep.user_agent);
         extra(&mut b);
@@ -431,7 +423,7 @@ impl Dispatcher {
         }
         let uri = match msg.request_uri() {
             Ok(u) => u,
-            Err(e) => return self.reply(&req, 400, e.reason(), |_| {}),
+            Err(e) => return self.reply(&req, e.status_code(), e.reason(), |_| {}),
         };
         if self.ep.calls.len() >= self.ep.config.sip.max_calls {
             return self.reply(&req, 503, "Service Unavailable", |b| {
@@ -629,6 +621,19 @@ impl Dispatcher {
     }
 }
 
+/// The To tag of a response sent without a transaction: the same request always gets the same
+/// tag (RFC 3261 §8.2.7), so a retransmission is answered identically. The `s` prefix keeps it
+/// apart from call tags, which start with a hex call key.
+fn stateless_tag(msg: &SipMessage) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    msg.branch().hash(&mut h);
+    msg.from_tag().hash(&mut h);
+    msg.call_id().hash(&mut h);
+    msg.cseq().seq.hash(&mut h);
+    format!("s{:016x}", h.finish())
+}
+
 /// A response to a message that did not parse: built from whatever Via, From, To, Call-ID
 /// and CSeq lines can be found in its head (RFC 3261 §8.2.2 still wants an answer).
 fn minimal_response(head: &[u8], code: u16, reason: &str) -> Option<Bytes> {
@@ -660,7 +665,9 @@ fn minimal_response(head: &[u8], code: u16, reason: &str) -> Option<Bytes> {
             }
         }
     }
-    if found.iter().any(Option::is_none) {
+    // Via and CSeq are what the client matches a response on (RFC 3261 §17.1.3); answer
+    // whenever they are there, copying From, To and Call-ID when present.
+    if found[0].is_none() || found[4].is_none() {
         return None;
     }
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
