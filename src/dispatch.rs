@@ -25,7 +25,7 @@ use crate::call::{spawn_call, CallEvent, CallTarget, Caller};
 use crate::cc::agents::AgentEvent;
 use crate::config::Target;
 use crate::endpoint::{Endpoint, TransactionCount};
-use crate::incoming::{uri_destination, IncomingRequest};
+use crate::incoming::IncomingRequest;
 use crate::location::AgentAuth;
 use crate::registrar::Transition;
 use crate::sip::{HeaderName, Method, ParseError, SipMessage};
@@ -509,8 +509,6 @@ impl Dispatcher {
         caller: &Caller,
         target: &Target,
     ) -> Option<CallTarget> {
-        let config = &self.ep.config;
-        let domain = &config.sip.domain;
         let presented_caller = req
             .msg
             .from()
@@ -519,101 +517,20 @@ impl Dispatcher {
                 f.to_string()
             })
             .unwrap_or_default();
-        match target {
-            Target::Agent(id) => {
-                let agent = config.agent(id)?;
-                let mut contacts = self.ep.location().contacts_for(id, now());
-                if contacts.is_empty() {
-                    if let Some(uri) = &agent.contact {
-                        if let Some(dest) = crate::sip::Uri::parse(uri)
-                            .ok()
-                            .and_then(|u| uri_destination(&u))
-                        {
-                            contacts.push((uri.clone(), dest));
-                        }
+        let from_agent = matches!(caller, Caller::Agent { .. });
+        match crate::cc::dialplan::call_target(
+            &self.ep,
+            target,
+            presented_caller,
+            from_agent,
+            now(),
+        ) {
+            Ok(t) => Some(t),
+            Err(refuse) => {
+                self.reply(req, refuse.code, refuse.reason, |b| {
+                    if let Some(w) = &refuse.warning {
+                        b.header("Warning", w);
                     }
-                }
-                if contacts.is_empty() {
-                    self.reply(req, 480, "Temporarily Unavailable", |b| {
-                        b.header_fmt(
-                            "Warning",
-                            format_args!("399 handover \"agent {id} is not registered\""),
-                        );
-                    });
-                    return None;
-                }
-                Some(CallTarget {
-                    agent: Some(id.clone()),
-                    party: format!("<sip:{id}@{domain}>"),
-                    contacts,
-                    presented_caller,
-                })
-            }
-            Target::Ivr(name) => {
-                let ivr = config.ivr(name)?;
-                let dest = crate::sip::Uri::parse(&ivr.uri)
-                    .ok()
-                    .and_then(|u| uri_destination(&u));
-                let Some(dest) = dest else {
-                    self.reply(req, 480, "Temporarily Unavailable", |_| {});
-                    return None;
-                };
-                Some(CallTarget {
-                    agent: None,
-                    party: format!("<{}>", ivr.uri),
-                    contacts: vec![(ivr.uri.clone(), dest)],
-                    presented_caller,
-                })
-            }
-            Target::External(_) | Target::Number(_) => {
-                // External numbers are for agents' own calls (DESIGN.md §2); a trunk call to
-                // one would be toll fraud by loop.
-                if !matches!(caller, Caller::Agent { .. }) {
-                    self.reply(req, 403, "Forbidden", |b| {
-                        b.header(
-                            "Warning",
-                            "399 handover \"external numbers are not reachable from trunks\"",
-                        );
-                    });
-                    return None;
-                }
-                let number = match target {
-                    Target::External(name) => {
-                        config.external_number(name).map(|e| e.number.clone())?
-                    }
-                    Target::Number(n) => n.clone(),
-                    _ => return None,
-                };
-                let trunk = config.outbound_trunk();
-                let outbound = trunk.and_then(|t| t.outbound.clone());
-                let dest = outbound
-                    .as_deref()
-                    .and_then(|o| crate::sip::Uri::parse(o).ok())
-                    .and_then(|u| uri_destination(&u));
-                let (Some(outbound_uri), Some(dest)) = (outbound, dest) else {
-                    self.reply(req, 503, "Service Unavailable", |b| {
-                        b.header("Warning", "399 handover \"no trunk has an outbound route\"");
-                    });
-                    return None;
-                };
-                let host = outbound_uri
-                    .trim_start_matches("sips:")
-                    .trim_start_matches("sip:");
-                let host = host.rsplit('@').next().unwrap_or(host);
-                let uri = format!("sip:{number}@{host}");
-                Some(CallTarget {
-                    agent: None,
-                    party: format!("<{uri}>"),
-                    contacts: vec![(uri, dest)],
-                    presented_caller,
-                })
-            }
-            Target::Queue(name) => {
-                self.reply(req, 480, "Temporarily Unavailable", |b| {
-                    b.header_fmt(
-                        "Warning",
-                        format_args!("399 handover \"queue {name} has no agent available\""),
-                    );
                 });
                 None
             }

@@ -88,6 +88,27 @@ pub struct Leg {
     pub last_ack: Option<(u32, Bytes)>,
 }
 
+impl Leg {
+    /// A leg handover starts with an INVITE.
+    pub fn outgoing(
+        dialog: Dialog,
+        sdp: LegSdpOrigin,
+        agent: Option<String>,
+        invite: OutgoingInvite,
+    ) -> Leg {
+        Leg {
+            dialog,
+            state: LegState::Calling,
+            sdp,
+            agent,
+            offered: false,
+            talking: false,
+            invite: Some(invite),
+            last_ack: None,
+        }
+    }
+}
+
 /// What a transaction is doing for the call.
 #[derive(Debug)]
 pub enum Purpose {
@@ -112,6 +133,11 @@ pub enum Purpose {
     Bye,
     /// A 2xx retransmitted until its ACK arrives (UAS core).
     Await2xxAck { cseq: u32 },
+    /// The INVITE to a transfer target, or to the agent called back after an IVR flow
+    /// (client).
+    TransferTarget,
+    /// A re-INVITE handover sends itself: hold, bridge, resume (client).
+    LocalReinvite(super::transfer::Reinvite),
 }
 
 /// Transaction key within one call.
@@ -165,6 +191,16 @@ pub struct Call {
     pub phase: Phase,
     /// The callee leg bridged to the caller.
     pub answered: Option<LegId>,
+    /// The two legs whose media is joined; in-dialog requests are relayed between them.
+    pub bridge: Option<(LegId, LegId)>,
+    /// The transfer in progress, if any (DESIGN.md §3).
+    pub transfer: Option<super::transfer::TransferRun>,
+    /// An agent reserved for this call (hang-up transfer: `waiting`).
+    pub reserved_agent: Option<String>,
+    /// Data the call carries to every target (DESIGN.md §2): headers set by an IVR flow.
+    pub call_data: Vec<(String, String)>,
+    /// A resume re-INVITE answered 491, to send again (RFC 3261 §14.1).
+    pub unhold_retry: Option<(Instant, LegId)>,
     /// A late-offer 2xx whose ACK waits for the other leg's ACK (with the answer):
     /// (leg that sent the 2xx, its CSeq).
     pub pending_ack: Option<(LegId, u32)>,
@@ -232,6 +268,11 @@ impl Call {
             txns: HashMap::new(),
             phase: Phase::Routing,
             answered: None,
+            bridge: None,
+            transfer: None,
+            reserved_agent: None,
+            call_data: Vec::new(),
+            unhold_retry: None,
             pending_ack: None,
             ring_deadline: None,
             best_failure: None,
@@ -409,10 +450,16 @@ impl Call {
             .values()
             .filter_map(|e| e.machine.next_deadline())
             .min();
-        match (txn, self.ring_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let transfer = self.transfer.as_ref().and_then(|t| t.next_deadline());
+        [
+            txn,
+            self.ring_deadline,
+            transfer,
+            self.unhold_retry.map(|r| r.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// `true` when every leg has ended (transactions may still absorb retransmissions).
@@ -427,7 +474,7 @@ impl Call {
 
     // ------------------------------------------------------------------ agent accounting
 
-    fn set_offered(&mut self, leg: LegId, on: bool) {
+    pub(super) fn set_offered(&mut self, leg: LegId, on: bool) {
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
@@ -818,12 +865,18 @@ impl Call {
             Some(Purpose::CalleeInvite) => 0,
             Some(Purpose::RelayOut { .. }) => 1,
             Some(Purpose::Bye) => 2,
+            Some(Purpose::TransferTarget) => 4,
+            Some(Purpose::LocalReinvite(kind)) => {
+                let kind = *kind;
+                return self.on_local_reinvite_response(leg, kind, msg, status, now);
+            }
             _ => 3,
         };
         match purpose {
             0 => self.on_callee_invite_response(leg, msg, status, now),
             1 => self.on_relay_response(key, leg, msg, status, now),
             2 if status >= 200 => self.set_leg_state(leg, LegState::Ended),
+            4 => self.on_transfer_target_response(leg, msg, status, now),
             _ => {}
         }
     }
@@ -920,6 +973,7 @@ impl Call {
             return;
         }
         self.answered = Some(leg);
+        self.bridge = Some((CALLER, leg));
         self.phase = Phase::Connected;
         self.ring_deadline = None;
         self.set_leg_state(leg, LegState::Confirmed);
@@ -988,6 +1042,7 @@ impl Call {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.transfer_timeouts(now);
         if self.ring_deadline.is_some_and(|d| d <= now) {
             self.ring_deadline = None;
             if self.phase == Phase::Routing {
@@ -1047,9 +1102,28 @@ impl Call {
             Some(Purpose::RelayOut { .. }) => 1,
             Some(Purpose::Bye) => 2,
             Some(Purpose::CallerInvite(_)) => 3,
+            Some(Purpose::TransferTarget) => 5,
+            Some(Purpose::LocalReinvite(k)) => {
+                // A re-INVITE that timed out is treated as refused (RFC 3261 §14.1); the
+                // dialog is then presumed gone and the call ends.
+                let k = *k;
+                if k == super::transfer::Reinvite::Bridge {
+                    self.on_transfer_target_response_timeout(now);
+                }
+                self.set_leg_state(leg, LegState::Ended);
+                self.end_call("re-INVITE timed out", leg, now);
+                return;
+            }
             _ => 4,
         };
         match kind {
+            5 => {
+                let current = self.transfer.as_ref().and_then(|t| t.target_leg) == Some(leg);
+                self.set_leg_state(leg, LegState::Ended);
+                if current {
+                    self.transfer_failed_timeout(now);
+                }
+            }
             0 => {
                 self.set_leg_state(leg, LegState::Ended);
                 self.callee_failed(408, "Request Timeout".into(), now);
@@ -1140,15 +1214,30 @@ impl Call {
             self.set_offered(leg, false);
             self.set_talking(leg, false);
         }
+        self.unreserve_agent();
+    }
+
+    /// Reserves `agent` for this call (`waiting`, hang-up transfer).
+    pub fn reserve_agent(&mut self, agent: &str) {
+        if self.reserved_agent.is_none() {
+            self.reserved_agent = Some(agent.to_owned());
+            self.ep.agent_event(agent, AgentEvent::WaitingStarted);
+        }
+    }
+
+    pub fn unreserve_agent(&mut self) {
+        if let Some(agent) = self.reserved_agent.take() {
+            self.ep.agent_event(&agent, AgentEvent::WaitingEnded);
+        }
     }
 
     /// The peer leg bridged to `leg`.
     pub fn peer_of(&self, leg: LegId) -> Option<LegId> {
-        let answered = self.answered?;
-        if leg == CALLER {
-            Some(answered)
-        } else if leg == answered {
-            Some(CALLER)
+        let (a, b) = self.bridge?;
+        if leg == a {
+            Some(b)
+        } else if leg == b {
+            Some(a)
         } else {
             None
         }

@@ -179,11 +179,10 @@ impl Call {
             Method::Options => self.answer_local(leg, key, req, 200, "OK", now),
             Method::Invite => self.on_reinvite(leg, key, req, now),
             Method::Update | Method::Info | Method::Message => self.relay(leg, key, req, now),
-            Method::Prack
-            | Method::Refer
-            | Method::Subscribe
-            | Method::Notify
-            | Method::Publish => self.answer_local(leg, key, req, 501, "Not Implemented", now),
+            Method::Refer => self.on_refer(leg, key, req, now),
+            Method::Prack | Method::Subscribe | Method::Notify | Method::Publish => {
+                self.answer_local(leg, key, req, 501, "Not Implemented", now)
+            }
             _ => self.answer_local(leg, key, req, 501, "Not Implemented", now),
         }
     }
@@ -214,11 +213,20 @@ impl Call {
     }
 
     fn on_bye(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
+        let msg = req.clone();
         self.answer_local(leg, key, req, 200, "OK", now);
         // A BYE ends any 2xx retransmission on the leg (RFC 3261 §15.1.2 allows BYE before
         // the ACK; the ACK is then moot).
         self.txns.remove(&TxnKey::Retransmit2xx(leg));
         self.set_leg_state(leg, LegState::Ended);
+        if self.transfer_bye(leg, &msg, now) {
+            return;
+        }
+        if self.bridge.is_some() && self.peer_of(leg).is_none() {
+            // A leg outside the bridge (an agent released by a transfer, whose BYE crossed
+            // ours): only that leg ends.
+            return;
+        }
         let who = if leg == CALLER {
             "caller hung up"
         } else {

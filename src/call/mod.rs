@@ -13,6 +13,7 @@ pub mod core;
 pub mod dialog;
 pub mod indialog;
 pub mod registry;
+pub mod transfer;
 
 use crate::incoming::IncomingRequest;
 use crate::sip::SipMessage;

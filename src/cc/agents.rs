@@ -100,6 +100,9 @@ pub enum AgentEvent {
     OfferEnded,
     CallStarted,
     CallEnded,
+    /// Reserved for a call that will come back (hang-up transfer).
+    WaitingStarted,
+    WaitingEnded,
     SetNotReady(bool),
 }
 
@@ -159,6 +162,8 @@ impl AgentDirectory {
             AgentEvent::OfferEnded => agent.offers = agent.offers.saturating_sub(1),
             AgentEvent::CallStarted => agent.calls = agent.calls.saturating_add(1),
             AgentEvent::CallEnded => agent.calls = agent.calls.saturating_sub(1),
+            AgentEvent::WaitingStarted => agent.waiting = agent.waiting.saturating_add(1),
+            AgentEvent::WaitingEnded => agent.waiting = agent.waiting.saturating_sub(1),
             AgentEvent::SetNotReady(on) => agent.not_ready = on,
         }
         let after = agent.state();

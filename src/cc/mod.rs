@@ -2,3 +2,4 @@
 //! external numbers and the dial plan build on it.
 
 pub mod agents;
+pub mod dialplan;

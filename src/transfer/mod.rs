@@ -16,7 +16,7 @@ mod policy_tests;
 
 pub use policy::{
     decide, table, AgentAfter, AgentHangupAction, Direction, FailurePath, History, Policy, Refusal,
-    ReleaseMoment, Request, TargetKind,
+    ReleaseMoment, Request, TargetKind, REFUSE_IVR_TRANSFER,
 };
 pub use select::{select, SelectError, Selection, TypeSource, MAX_DIALLED_LEN};
 

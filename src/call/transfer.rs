@@ -1,0 +1,981 @@
+//! Transfers inside a call (DESIGN.md §3): a REFER from the agent's phone (RFC 3515) picks a
+//! type and target ([`crate::transfer::select`]), the policy table decides when the agent's
+//! leg is released and what happens on failure ([`crate::transfer::decide`]), and this file
+//! carries it out with re-INVITE bridging (RFC 3725 flow: late offer to the target, its
+//! offer re-INVITEd to the customer, the customer's answer in the target's ACK).
+//!
+//! ```text
+//!  agent: REFER ──► 202, NOTIFY 100        customer: re-INVITE sendonly (hold) ──► 200 ─ ACK
+//!  target: INVITE (no SDP) ─► 180 (NOTIFY 180) ─► 200 + offer
+//!  customer: re-INVITE with the target's offer ─► 200 + answer ─ ACK;  target: ACK + answer
+//!  release moment of the type (policy): NOTIFY 200 (terminated), BYE to the agent
+//!  failure: NOTIFY <status>; success/conversation: customer un-held, back with the agent;
+//!           release (or agent gone): customer released with a Reason header
+//!  hang-up: IVR answered ─► NOTIFY 200, agent `waiting`; IVR BYE/REFER ─► INVITE the agent
+//!           again (late offer), bridge the customer to it, agent `talking`
+//! ```
+//!
+//! Rule 7: the agent's BYE after the 202 never costs the customer — the transfer goes on as
+//! a release transfer. Rule 8: the NOTIFY 200 goes out exactly at the type's release moment.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::core::{Call, LegId, LegState, Purpose, TxnKey};
+use super::dialog::Dialog;
+use super::registry::{branch_for, call_id_for, tag_for};
+use crate::config::{Target, TransferType};
+use crate::incoming::IncomingRequest;
+use crate::sdp::{set_direction, Direction as SdpDirection, LegSdpOrigin};
+use crate::sip::{HeaderName, Method, SipMessage};
+use crate::transaction::{ClientInvite, ClientNonInvite, Reliability};
+use crate::transfer::{
+    decide, select, warning_header_value, FailurePath, History, Policy, ReleaseMoment,
+    Request as PolicyRequest, TargetKind,
+};
+use crate::transport::Protocol;
+
+/// Which re-INVITE handover itself sent to a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reinvite {
+    /// Hold the customer while the target rings (`a=sendonly`).
+    Hold,
+    /// Give the customer the target's offer.
+    Bridge,
+    /// Take the customer off hold, back to the agent (`a=sendrecv`).
+    Unhold,
+}
+
+/// Where a running transfer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The target (or, for a hang-up transfer's return, the agent) is being called.
+    Calling,
+    /// The target answered; the customer is being re-INVITEd with its offer.
+    Bridging,
+    /// Hang-up transfer: the customer is with the IVR flow, the agent reserved.
+    WithIvr,
+}
+
+/// One transfer in progress.
+#[derive(Debug)]
+pub struct TransferRun {
+    pub kind: TransferType,
+    pub policy: Policy,
+    pub target: Target,
+    pub agent_leg: LegId,
+    pub customer_leg: LegId,
+    pub target_leg: Option<LegId>,
+    /// The leg whose REFER subscription gets NOTIFYs (`None`: `Refer-Sub: false`, already
+    /// terminated, or the agent is gone).
+    pub notify: Option<LegId>,
+    pub hold_pending: bool,
+    /// The target's 2xx (CSeq, offer) waiting for the bridge.
+    pub target_offer: Option<(u32, Bytes)>,
+    pub agent_gone: bool,
+    pub agent_id: Option<String>,
+    pub stage: Stage,
+    pub ringing_notified: bool,
+    pub ring_deadline: Option<Instant>,
+    /// A re-INVITE answered 491, to send again at this time (RFC 3261 §14.1).
+    pub retry: Option<(Instant, LegId, Reinvite)>,
+    /// Released the agent already (NOTIFY 200 + BYE sent).
+    pub agent_released: bool,
+}
+
+impl TransferRun {
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.ring_deadline, self.retry.map(|r| r.0)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// `%XX` escapes of a URI user part decoded (a REFER may carry `%2A1` for `*1`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn reliability(p: Protocol) -> Reliability {
+    match p {
+        Protocol::Udp => Reliability::Unreliable,
+        Protocol::Tcp => Reliability::Reliable,
+    }
+}
+
+impl Call {
+    /// REFER inside a dialog of this call (RFC 3515).
+    pub(super) fn on_refer(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
+        // The IVR flow of a hang-up transfer returning the call by REFER.
+        if let Some(t) = &self.transfer {
+            if t.stage == Stage::WithIvr && t.target_leg == Some(leg) {
+                return self.ivr_refer(leg, key, req, now);
+            }
+        }
+        let is_agent_leg = self.legs.get(leg).is_some_and(|l| l.agent.is_some());
+        if !is_agent_leg {
+            return self.refuse_refer(
+                leg,
+                key,
+                req,
+                403,
+                "only an agent can transfer this call",
+                now,
+            );
+        }
+        if self.transfer.is_some() {
+            return self.answer_with(leg, key, req, (491, "Request Pending"), None, now);
+        }
+        let customer_leg = match self.peer_of(leg) {
+            Some(c)
+                if self
+                    .legs
+                    .get(c)
+                    .is_some_and(|l| l.state == LegState::Confirmed) =>
+            {
+                c
+            }
+            _ => {
+                return self.refuse_refer(leg, key, req, 403, "no connected call to transfer", now)
+            }
+        };
+        let refer_to = match req.msg.refer_to() {
+            Ok(Some(r)) => r,
+            _ => return self.answer_with(leg, key, req, (400, "Bad Refer-To"), None, now),
+        };
+        if matches!(refer_to.uri.replaces(), Ok(Some(_))) {
+            return self.refuse_refer(
+                leg,
+                key,
+                req,
+                403,
+                "attended transfer with Replaces is not supported yet; use transfer=success",
+                now,
+            );
+        }
+        let user = percent_decode(refer_to.uri.user_str());
+        let param = refer_to.uri.param("transfer").flatten().map(str::to_owned);
+        let config = std::sync::Arc::clone(&self.ep.config);
+        let selection = match select(&config, &user, param.as_deref(), None) {
+            Ok(s) => s,
+            Err(e) => {
+                let w = e.warning_header_value();
+                return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
+            }
+        };
+        let Some(kind) = TargetKind::of(&config, &selection.target) else {
+            return self.refuse_refer(leg, key, req, 403, "transfer target is not configured", now);
+        };
+        let direction = match self.caller {
+            super::Caller::Customer { .. } => crate::transfer::Direction::Inbound,
+            super::Caller::Agent { .. } => crate::transfer::Direction::AgentOutbound,
+        };
+        let request = PolicyRequest {
+            transfer: selection.transfer,
+            target: kind,
+            direction,
+            history: History::default(),
+        };
+        let policy = match decide(&request, config.transfer.agent_hangup_during_conversation) {
+            Ok(p) => p,
+            Err(refusal) => {
+                let w = refusal.warning_header_value();
+                return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
+            }
+        };
+        if kind == TargetKind::Queue {
+            return self.refuse_refer(
+                leg,
+                key,
+                req,
+                403,
+                "transfers to skill queues are not available yet",
+                now,
+            );
+        }
+        if selection.transfer == TransferType::Conversation {
+            return self.refuse_refer(
+                leg,
+                key,
+                req,
+                403,
+                "conversation transfer by REFER is not available yet; consult and send REFER with Replaces",
+                now,
+            );
+        }
+        let wants_notify = !req
+            .msg
+            .header(HeaderName::ReferSub)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+        let referred_by = req
+            .msg
+            .header(HeaderName::ReferredBy)
+            .map(|v| v.into_owned());
+        self.answer_with(leg, key, req, (202, "Accepted"), None, now);
+        let agent_id = self.legs.get(leg).and_then(|l| l.agent.clone());
+        tracing::info!(
+            call = self.key,
+            transfer = selection.transfer.as_str(),
+            target = %selection.target,
+            "transfer started"
+        );
+        self.transfer = Some(TransferRun {
+            kind: selection.transfer,
+            policy,
+            target: selection.target.clone(),
+            agent_leg: leg,
+            customer_leg,
+            target_leg: None,
+            notify: wants_notify.then_some(leg),
+            hold_pending: false,
+            target_offer: None,
+            agent_gone: false,
+            agent_id,
+            stage: Stage::Calling,
+            ringing_notified: false,
+            ring_deadline: None,
+            retry: None,
+            agent_released: false,
+        });
+        self.notify("SIP/2.0 100 Trying", false, now);
+        let presented = self
+            .legs
+            .get(customer_leg)
+            .map(|l| l.dialog.remote_party.clone())
+            .unwrap_or_default();
+        let target = match crate::cc::dialplan::call_target(
+            &self.ep,
+            &selection.target,
+            presented,
+            true,
+            now,
+        ) {
+            Ok(t) => t,
+            Err(refuse) => {
+                let line = format!("SIP/2.0 {} {}", refuse.code, refuse.reason);
+                self.notify(&line, true, now);
+                self.transfer = None;
+                return;
+            }
+        };
+        if policy.release == ReleaseMoment::Immediately {
+            // Release transfer: handover has taken the call over (rule 8).
+            self.release_agent(now);
+        }
+        if policy.hold_customer {
+            self.hold_customer(now);
+        }
+        self.call_transfer_target(&target, referred_by.as_deref(), now);
+    }
+
+    /// Answers a REFER with 403 and a Warning; the call stays as it was.
+    fn refuse_refer(
+        &mut self,
+        leg: LegId,
+        key: TxnKey,
+        req: IncomingRequest,
+        code: u16,
+        why: &str,
+        now: Instant,
+    ) {
+        let w = warning_header_value(why);
+        self.answer_with(leg, key, req, (code, "Forbidden"), Some(w), now);
+    }
+
+    /// Answers `req` through a server transaction, with an optional Warning.
+    pub(super) fn answer_with(
+        &mut self,
+        leg: LegId,
+        key: TxnKey,
+        req: IncomingRequest,
+        (code, reason): (u16, &str),
+        warning: Option<String>,
+        now: Instant,
+    ) {
+        let dest = req.response_destination();
+        let mut b = req.response(code, reason, None);
+        b.header("Server", &self.ep.user_agent);
+        if let Some(w) = &warning {
+            b.header("Warning", w);
+        }
+        if code == 202
+            && req
+                .msg
+                .header(HeaderName::ReferSub)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+        {
+            // RFC 4488 §4: the 202 says the subscription was suppressed.
+            b.header("Refer-Sub", "false");
+        }
+        let mut machine =
+            crate::transaction::ServerNonInvite::new(reliability(dest.protocol), self.ep.timers);
+        if let Ok(actions) = machine.respond(code, b.finish(), now) {
+            self.execute(&dest, actions);
+        }
+        self.insert_txn(key, leg, machine.into(), Purpose::Local);
+    }
+
+    /// NOTIFY with a `message/sipfrag` status line on the REFER's subscription (RFC 3515
+    /// §2.4.5); `terminated` ends the subscription.
+    fn notify(&mut self, status_line: &str, terminated: bool, now: Instant) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        let Some(leg) = t.notify else { return };
+        if terminated {
+            t.notify = None;
+        }
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
+        if l.state != LegState::Confirmed {
+            return;
+        }
+        let branch = branch_for(self.key);
+        let cseq = l.dialog.next_cseq();
+        let target = l.dialog.remote_target.clone();
+        let flow = l.dialog.flow;
+        let mut b = l
+            .dialog
+            .request(&self.ep, &Method::Notify, &target, &branch, cseq);
+        b.header("Event", "refer");
+        b.header(
+            "Subscription-State",
+            if terminated {
+                "terminated;reason=noresource"
+            } else {
+                "active;expires=60"
+            },
+        );
+        b.header("User-Agent", &self.ep.user_agent);
+        let bytes = b.body(
+            "message/sipfrag;version=2.0",
+            format!("{status_line}\r\n").as_bytes(),
+        );
+        let (machine, actions) =
+            ClientNonInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
+        self.execute(&flow, actions);
+        self.insert_txn(
+            TxnKey::Client(branch.into()),
+            leg,
+            machine.into(),
+            Purpose::Local,
+        );
+    }
+
+    /// The agent's release moment: NOTIFY 200 (terminated) and BYE its leg.
+    fn release_agent(&mut self, now: Instant) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if t.agent_released {
+            return;
+        }
+        t.agent_released = true;
+        let agent_leg = t.agent_leg;
+        let gone = t.agent_gone;
+        self.notify("SIP/2.0 200 OK", true, now);
+        if !gone
+            && self
+                .legs
+                .get(agent_leg)
+                .is_some_and(|l| l.state == LegState::Confirmed)
+        {
+            self.send_bye(
+                agent_leg,
+                Some("SIP;cause=200;text=\"Call transferred\""),
+                now,
+            );
+        }
+    }
+
+    /// Sends a re-INVITE handover originates on `leg` with `sdp` as its offer.
+    fn local_reinvite(&mut self, leg: LegId, sdp: Option<Bytes>, kind: Reinvite, now: Instant) {
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
+        if l.state != LegState::Confirmed {
+            return;
+        }
+        let branch = branch_for(self.key);
+        let cseq = l.dialog.next_cseq();
+        let target = l.dialog.remote_target.clone();
+        let flow = l.dialog.flow;
+        let mut b = l
+            .dialog
+            .request(&self.ep, &Method::Invite, &target, &branch, cseq);
+        b.header("Allow", super::core::ALLOW);
+        b.header("Supported", "replaces");
+        b.header("User-Agent", &self.ep.user_agent);
+        let bytes = match sdp {
+            Some(sdp) if !sdp.is_empty() => {
+                let sdp = l.sdp.apply(&sdp, false);
+                b.body("application/sdp", &sdp)
+            }
+            _ => b.finish(),
+        };
+        let (machine, actions) =
+            ClientInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
+        self.execute(&flow, actions);
+        self.insert_txn(
+            TxnKey::Client(branch.into()),
+            leg,
+            machine.into(),
+            Purpose::LocalReinvite(kind),
+        );
+    }
+
+    /// The SDP for a hold or resume re-INVITE on `leg`: the last body sent there with its
+    /// direction changed.
+    fn direction_offer(&self, leg: LegId, direction: SdpDirection) -> Option<Bytes> {
+        let last = self.legs.get(leg)?.sdp.last_sent()?;
+        Some(set_direction(&last, direction))
+    }
+
+    fn hold_customer(&mut self, now: Instant) {
+        let Some(customer) = self.transfer.as_ref().map(|t| t.customer_leg) else {
+            return;
+        };
+        if let Some(offer) = self.direction_offer(customer, SdpDirection::SendOnly) {
+            if let Some(t) = self.transfer.as_mut() {
+                t.hold_pending = true;
+            }
+            self.local_reinvite(customer, Some(offer), Reinvite::Hold, now);
+        }
+    }
+
+    /// INVITEs the transfer target (late offer) on a new leg of this call.
+    fn call_transfer_target(
+        &mut self,
+        target: &super::CallTarget,
+        referred_by: Option<&str>,
+        now: Instant,
+    ) {
+        let Some((uri, flow)) = target.contacts.first().cloned() else {
+            return self.transfer_failed(480, "Temporarily Unavailable", now);
+        };
+        let dialog = Dialog::outgoing(
+            call_id_for(self.key, &self.ep.config.sip.domain),
+            tag_for(self.key),
+            target.presented_caller.clone(),
+            target.party.clone(),
+            uri.clone(),
+            flow,
+        );
+        let branch = branch_for(self.key);
+        let cseq = dialog.local_cseq;
+        let mut b = dialog.request(&self.ep, &Method::Invite, &uri, &branch, cseq);
+        b.header("Allow", super::core::ALLOW);
+        b.header("Supported", "replaces");
+        b.header("User-Agent", &self.ep.user_agent);
+        if let Some(rb) = referred_by {
+            b.header("Referred-By", rb);
+        }
+        b.header_fmt(
+            "Call-Info",
+            format_args!("<urn:handover:call:{}>;purpose=info", self.key),
+        );
+        for (name, value) in &self.call_data {
+            b.header(name, value);
+        }
+        let bytes = b.finish();
+        let id = self.new_leg(dialog, target.agent.clone(), branch.clone(), uri, cseq);
+        let (machine, actions) =
+            ClientInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
+        self.execute(&flow, actions);
+        self.insert_txn(
+            TxnKey::Client(branch.into()),
+            id,
+            machine.into(),
+            Purpose::TransferTarget,
+        );
+        let ring = self
+            .ep
+            .config
+            .transfer
+            .ring_timeout()
+            .max(Duration::from_secs(1));
+        if let Some(t) = self.transfer.as_mut() {
+            t.target_leg = Some(id);
+            t.stage = Stage::Calling;
+            t.target_offer = None;
+            t.ringing_notified = false;
+            t.ring_deadline = Some(now + ring);
+        }
+    }
+
+    /// A response to the INVITE of a transfer target (or of the agent called back).
+    pub(super) fn on_transfer_target_response(
+        &mut self,
+        leg: LegId,
+        msg: &SipMessage,
+        status: u16,
+        now: Instant,
+    ) {
+        let current = self.transfer.as_ref().and_then(|t| t.target_leg) == Some(leg);
+        match status {
+            100 => {}
+            101..=199 => {
+                if let Some(l) = self.legs.get_mut(leg) {
+                    if msg.to_tag().is_some() {
+                        l.dialog.confirm(msg);
+                        if l.state == LegState::Calling {
+                            l.state = LegState::Early;
+                        }
+                    }
+                    if let Some(inv) = l.invite.as_mut() {
+                        inv.provisional_seen = true;
+                    }
+                }
+                let wanted = self
+                    .legs
+                    .get(leg)
+                    .and_then(|l| l.invite.as_ref())
+                    .is_some_and(|i| i.cancel == super::core::CancelState::Wanted);
+                if wanted || !current {
+                    return self.cancel_leg(leg, now);
+                }
+                let first = self.transfer.as_mut().is_some_and(|t| {
+                    let first = !t.ringing_notified;
+                    t.ringing_notified = true;
+                    first
+                });
+                if first && (status == 180 || status == 183) {
+                    self.notify("SIP/2.0 180 Ringing", false, now);
+                }
+            }
+            200..=299 => {
+                let cseq = msg.cseq().seq;
+                if let Some(l) = self.legs.get_mut(leg) {
+                    l.dialog.confirm(msg);
+                }
+                self.set_leg_state(leg, LegState::Confirmed);
+                if !current {
+                    // The transfer ended meanwhile: take the 2xx and hang up (RFC 3261 §13.2.2.4).
+                    self.send_2xx_ack(leg, cseq, None);
+                    return self.send_bye(leg, None, now);
+                }
+                let offer = msg.body();
+                let hold_pending = match self.transfer.as_mut() {
+                    Some(t) => {
+                        t.ring_deadline = None;
+                        t.target_offer = Some((cseq, offer));
+                        t.stage = Stage::Bridging;
+                        t.hold_pending
+                    }
+                    None => false,
+                };
+                if !hold_pending {
+                    self.start_bridge(now);
+                }
+            }
+            _ => {
+                self.set_leg_state(leg, LegState::Ended);
+                if current {
+                    let reason = msg
+                        .reason()
+                        .unwrap_or_else(|| crate::sip::default_reason(status))
+                        .to_owned();
+                    self.transfer_failed(status, &reason, now);
+                }
+            }
+        }
+    }
+
+    /// Re-INVITEs the customer with the target's offer.
+    fn start_bridge(&mut self, now: Instant) {
+        let Some(t) = self.transfer.as_ref() else {
+            return;
+        };
+        let customer = t.customer_leg;
+        let offer = t.target_offer.as_ref().map(|(_, o)| o.clone());
+        match offer {
+            Some(o) if !o.is_empty() => {
+                self.local_reinvite(customer, Some(o), Reinvite::Bridge, now)
+            }
+            _ => {
+                // A target that answered without an offer: resume the customer's last media
+                // towards it (rare; RFC 3725 flow IV would need a second round).
+                let resume = self.direction_offer(customer, SdpDirection::SendRecv);
+                self.local_reinvite(customer, resume, Reinvite::Bridge, now)
+            }
+        }
+    }
+
+    /// A response to a re-INVITE handover sent itself.
+    pub(super) fn on_local_reinvite_response(
+        &mut self,
+        leg: LegId,
+        kind: Reinvite,
+        msg: &SipMessage,
+        status: u16,
+        now: Instant,
+    ) {
+        if status < 200 {
+            return;
+        }
+        if (200..300).contains(&status) {
+            self.send_2xx_ack(leg, msg.cseq().seq, None);
+        }
+        match (kind, status) {
+            (Reinvite::Hold, _) => {
+                // A customer that refuses to be held still gets transferred.
+                let ready = match self.transfer.as_mut() {
+                    Some(t) if status == 491 => {
+                        t.retry = Some((now + glare_delay(), leg, Reinvite::Hold));
+                        false
+                    }
+                    Some(t) => {
+                        t.hold_pending = false;
+                        t.target_offer.is_some()
+                    }
+                    None => false,
+                };
+                if ready {
+                    self.start_bridge(now);
+                }
+            }
+            (Reinvite::Bridge, 200..=299) => self.bridge_completed(leg, msg.body(), now),
+            (Reinvite::Bridge, 491) => {
+                if let Some(t) = self.transfer.as_mut() {
+                    t.retry = Some((now + glare_delay(), leg, Reinvite::Bridge));
+                }
+            }
+            (Reinvite::Bridge, _) => {
+                // The customer refused the target's media: end the target leg, roll back.
+                if let Some(target) = self.transfer.as_ref().and_then(|t| t.target_leg) {
+                    if let Some((cseq, _)) =
+                        self.transfer.as_ref().and_then(|t| t.target_offer.clone())
+                    {
+                        self.send_2xx_ack(target, cseq, None);
+                    }
+                    self.hang_up_leg(target, now);
+                }
+                self.transfer_failed(status, "Not Acceptable Here", now);
+            }
+            (Reinvite::Unhold, 491) => {
+                let at = now + glare_delay();
+                self.unhold_retry = Some((at, leg));
+            }
+            (Reinvite::Unhold, _) => {}
+        }
+    }
+
+    /// The customer took the target's media: ACK the target with the answer and move the
+    /// bridge; the release moment of success and hang-up transfers.
+    fn bridge_completed(&mut self, customer: LegId, answer: Bytes, now: Instant) {
+        let Some(t) = self.transfer.as_ref() else {
+            return;
+        };
+        let Some(target) = t.target_leg else { return };
+        let offer = t.target_offer.clone();
+        let release = t.policy.release;
+        let returning = t.stage == Stage::Bridging && self.reserved_agent.is_some();
+        if let Some((cseq, _)) = offer {
+            self.send_2xx_ack(target, cseq, Some(answer));
+        }
+        self.bridge = Some((customer, target));
+        tracing::info!(call = self.key, target_leg = target, "transfer bridged");
+        if returning {
+            // Hang-up transfer: the agent took the call back.
+            self.unreserve_agent();
+            self.transfer = None;
+            return;
+        }
+        match release {
+            ReleaseMoment::IvrAnswered => {
+                let agent = self.transfer.as_ref().and_then(|t| t.agent_id.clone());
+                self.notify("SIP/2.0 200 OK", true, now);
+                if let Some(agent) = agent {
+                    self.reserve_agent(&agent);
+                }
+                if let Some(t) = self.transfer.as_mut() {
+                    t.stage = Stage::WithIvr;
+                    t.target_offer = None;
+                }
+            }
+            _ => {
+                self.release_agent(now);
+                self.transfer = None;
+            }
+        }
+    }
+
+    /// The target failed (busy, declined, no answer, unreachable) or the bridge did: report
+    /// it and take the failure path of the policy.
+    fn transfer_failed(&mut self, code: u16, reason: &str, now: Instant) {
+        let Some(t) = self.transfer.as_ref() else {
+            return;
+        };
+        let (customer, agent_leg, gone, released) =
+            (t.customer_leg, t.agent_leg, t.agent_gone, t.agent_released);
+        let path = t.policy.on_target_failure;
+        let target_leg = t.target_leg;
+        let returning = self.reserved_agent.is_some();
+        tracing::info!(call = self.key, code, "transfer failed");
+        self.notify(&format!("SIP/2.0 {code} {reason}"), true, now);
+        if let Some(target) = target_leg {
+            if self
+                .legs
+                .get(target)
+                .is_some_and(|l| matches!(l.state, LegState::Calling | LegState::Early))
+            {
+                self.cancel_leg(target, now);
+            }
+        }
+        self.transfer = None;
+        let agent_there = !gone
+            && !released
+            && self
+                .legs
+                .get(agent_leg)
+                .is_some_and(|l| l.state == LegState::Confirmed);
+        let back_to_agent = matches!(
+            path,
+            FailurePath::RebridgeAgent
+                | FailurePath::CustomerBackToAgent
+                | FailurePath::AgentKeepsCustomer
+        );
+        if agent_there && back_to_agent && !returning {
+            self.bridge = Some((customer, agent_leg));
+            let offer = self.direction_offer(customer, SdpDirection::SendRecv);
+            self.local_reinvite(customer, offer, Reinvite::Unhold, now);
+        } else {
+            // Release path: no fallback target configured for this call, so the customer is
+            // released with the reason (DESIGN.md §3, release row).
+            self.unreserve_agent();
+            let reason_header = format!("SIP;cause={code};text=\"Transfer failed: {reason}\"");
+            if self
+                .legs
+                .get(customer)
+                .is_some_and(|l| l.state == LegState::Confirmed)
+            {
+                self.send_bye(customer, Some(&reason_header), now);
+            }
+            self.end_call("transfer failed", customer, now);
+        }
+    }
+
+    /// A BYE on a leg while a transfer runs; `true` when the transfer consumed it (the call
+    /// goes on).
+    pub(super) fn transfer_bye(&mut self, leg: LegId, req: &IncomingRequest, now: Instant) -> bool {
+        let Some(t) = self.transfer.as_mut() else {
+            return false;
+        };
+        if leg == t.agent_leg {
+            // Rule 7: the agent leaving after the 202 never costs the customer.
+            t.agent_gone = true;
+            t.notify = None;
+            if t.kind == TransferType::Success {
+                t.policy.on_target_failure = FailurePath::FallbackOrRelease;
+            }
+            tracing::info!(
+                call = self.key,
+                "agent left during the transfer; it goes on"
+            );
+            return true;
+        }
+        if Some(leg) == t.target_leg {
+            if t.stage == Stage::WithIvr {
+                self.ivr_returned(leg, &req.msg, now);
+            } else {
+                self.transfer_failed(487, "Request Terminated", now);
+            }
+            return true;
+        }
+        // The customer left: the transfer ends with the call.
+        self.transfer = None;
+        self.unreserve_agent();
+        false
+    }
+
+    /// The IVR flow returns the call by REFER (to the waiting agent only, rule 1).
+    fn ivr_refer(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
+        let agent = self.reserved_agent.clone().unwrap_or_default();
+        let to_agent = match req.msg.refer_to() {
+            Ok(Some(r)) => {
+                let user = percent_decode(r.uri.user_str());
+                let user = self
+                    .ep
+                    .config
+                    .transfer
+                    .split_prefix(&user)
+                    .map(|(_, u)| u.to_owned())
+                    .unwrap_or(user);
+                user == agent
+            }
+            _ => false,
+        };
+        if !to_agent {
+            let w = crate::transfer::REFUSE_IVR_TRANSFER.warning_header_value();
+            return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
+        }
+        let msg = req.msg.clone();
+        self.answer_with(leg, key, req, (202, "Accepted"), None, now);
+        self.ivr_returned(leg, &msg, now);
+        self.send_bye(
+            leg,
+            Some("SIP;cause=200;text=\"Call returned to the agent\""),
+            now,
+        );
+    }
+
+    /// The IVR flow ended its part: keep the data it returned and call the waiting agent
+    /// back (late offer), to bridge the customer to the answer.
+    fn ivr_returned(&mut self, ivr_leg: LegId, msg: &SipMessage, now: Instant) {
+        for (name, raw, value) in msg.headers() {
+            if name == HeaderName::Other
+                && raw.len() > 2
+                && raw.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))
+            {
+                self.call_data.retain(|(n, _)| !n.eq_ignore_ascii_case(raw));
+                self.call_data.push((raw.to_owned(), value.into_owned()));
+            }
+        }
+        let Some(agent) = self.reserved_agent.clone() else {
+            return;
+        };
+        let customer = self
+            .transfer
+            .as_ref()
+            .map(|t| t.customer_leg)
+            .unwrap_or(super::core::CALLER);
+        if self.bridge == Some((customer, ivr_leg)) {
+            self.bridge = None;
+        }
+        tracing::info!(call = self.key, agent = %agent, "IVR flow returned the call");
+        let presented = self
+            .legs
+            .get(customer)
+            .map(|l| l.dialog.remote_party.clone())
+            .unwrap_or_default();
+        match crate::cc::dialplan::call_target(
+            &self.ep,
+            &Target::Agent(agent),
+            presented,
+            true,
+            now,
+        ) {
+            Ok(target) => {
+                if let Some(t) = self.transfer.as_mut() {
+                    t.stage = Stage::Bridging;
+                }
+                // Calling the agent back is a new "target" of the same transfer.
+                self.call_transfer_target(&target, None, now);
+                if let Some(t) = self.transfer.as_mut() {
+                    t.stage = Stage::Calling;
+                }
+            }
+            Err(_) => self.transfer_failed(480, "Temporarily Unavailable", now),
+        }
+    }
+
+    /// Transfer timers: the target's ring timeout and 491 retries.
+    pub(super) fn transfer_timeouts(&mut self, now: Instant) {
+        if let Some((at, leg)) = self.unhold_retry {
+            if at <= now {
+                self.unhold_retry = None;
+                let offer = self.direction_offer(leg, SdpDirection::SendRecv);
+                self.local_reinvite(leg, offer, Reinvite::Unhold, now);
+            }
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if let Some((at, leg, kind)) = t.retry {
+            if at <= now {
+                t.retry = None;
+                let body = match kind {
+                    Reinvite::Hold => self.direction_offer(leg, SdpDirection::SendOnly),
+                    Reinvite::Bridge => self
+                        .transfer
+                        .as_ref()
+                        .and_then(|t| t.target_offer.as_ref().map(|o| o.1.clone())),
+                    Reinvite::Unhold => self.direction_offer(leg, SdpDirection::SendRecv),
+                };
+                self.local_reinvite(leg, body, kind, now);
+            }
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if t.ring_deadline.is_some_and(|d| d <= now) {
+            t.ring_deadline = None;
+            if let Some(target) = t.target_leg {
+                self.cancel_leg(target, now);
+            }
+            self.transfer_failed(408, "Request Timeout", now);
+        }
+    }
+
+    /// Adds a leg handover starts (transfer target, agent called back).
+    fn new_leg(
+        &mut self,
+        dialog: Dialog,
+        agent: Option<String>,
+        branch: String,
+        request_uri: String,
+        cseq: u32,
+    ) -> LegId {
+        let id = self.legs.len();
+        self.legs.push(super::core::Leg::outgoing(
+            dialog,
+            LegSdpOrigin::new(fastrand::u64(1..1 << 62)),
+            agent,
+            super::core::OutgoingInvite {
+                branch,
+                request_uri,
+                cseq,
+                provisional_seen: false,
+                cancel: super::core::CancelState::No,
+            },
+        ));
+        self.set_offered(id, true);
+        id
+    }
+}
+
+/// RFC 3261 §14.1: after a 491, a UAC that does not own the Call-ID waits 0–2 s, the owner
+/// 2.1–4 s. handover is both on different legs; waiting within 0.5–2 s keeps transfers brisk
+/// while the phone (which owns its own Call-ID on the leg it started) waits its longer share.
+fn glare_delay() -> Duration {
+    Duration::from_millis(fastrand::u64(500..2000))
+}
+
+impl Call {
+    /// The bridge re-INVITE to the customer timed out.
+    pub(super) fn on_transfer_target_response_timeout(&mut self, now: Instant) {
+        if let Some(target) = self.transfer.as_ref().and_then(|t| t.target_leg) {
+            if let Some((cseq, _)) = self.transfer.as_ref().and_then(|t| t.target_offer.clone()) {
+                self.send_2xx_ack(target, cseq, None);
+            }
+            self.hang_up_leg(target, now);
+        }
+        self.transfer = None;
+        self.unreserve_agent();
+    }
+
+    /// The target never answered our INVITE (Timer B) or could not be reached.
+    pub(super) fn transfer_failed_timeout(&mut self, now: Instant) {
+        self.transfer_failed(408, "Request Timeout", now);
+    }
+}
