@@ -467,6 +467,17 @@ impl Dispatcher {
         if let Some(id) = agent {
             return Some(Caller::Agent { id });
         }
+        // A phone that does not register is known by its static contact's address.
+        let static_agent = self.ep.config.agents.iter().find(|a| {
+            a.contact
+                .as_deref()
+                .and_then(|c| crate::sip::Uri::parse(c).ok())
+                .and_then(|u| crate::incoming::uri_destination(&u))
+                .is_some_and(|d| d.addr == req.source.remote)
+        });
+        if let Some(a) = static_agent {
+            return Some(Caller::Agent { id: a.id.clone() });
+        }
         if let Some(trunk) = self.ep.config.trunk_for_source(req.source.remote.ip()) {
             return Some(Caller::Customer {
                 trunk: trunk.name.clone(),
@@ -518,10 +529,12 @@ impl Dispatcher {
             })
             .unwrap_or_default();
         let from_agent = matches!(caller, Caller::Agent { .. });
+        let customer = (!from_agent).then(|| presented_caller.clone());
         match crate::cc::dialplan::call_target(
             &self.ep,
             target,
             presented_caller,
+            customer,
             from_agent,
             now(),
         ) {

@@ -57,4 +57,6 @@ pub struct CallTarget {
     pub contacts: Vec<(String, crate::transport::Destination)>,
     /// Our From party on the new leg (the caller's identity, name-addr without tag).
     pub presented_caller: String,
+    /// Further headers for the INVITE (e.g. P-Asserted-Identity towards a trunk).
+    pub headers: Vec<(&'static str, String)>,
 }

@@ -262,10 +262,13 @@ impl Call {
             .get(customer_leg)
             .map(|l| l.dialog.remote_party.clone())
             .unwrap_or_default();
+        let customer_identity =
+            matches!(self.caller, super::Caller::Customer { .. }).then(|| presented.clone());
         let target = match crate::cc::dialplan::call_target(
             &self.ep,
             &selection.target,
             presented,
+            customer_identity,
             true,
             now,
         ) {
@@ -872,6 +875,7 @@ impl Call {
             &self.ep,
             &Target::Agent(agent),
             presented,
+            None,
             true,
             now,
         ) {

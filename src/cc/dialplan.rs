@@ -43,10 +43,13 @@ fn trunk_uri(outbound: &str, number: &str) -> String {
 }
 
 /// Where `target` is rung, presenting `presented_caller` (a name-addr without tag) in From.
+/// `customer` is the customer's identity when the call has one (a customer's call being
+/// transferred): external numbers with user number forwarding present it.
 pub fn call_target(
     ep: &Endpoint,
     target: &Target,
     presented_caller: String,
+    customer: Option<String>,
     from_agent: bool,
     now: Instant,
 ) -> Result<CallTarget, Refuse> {
@@ -80,6 +83,7 @@ pub fn call_target(
                 party: format!("<sip:{id}@{domain}>"),
                 contacts,
                 presented_caller,
+                headers: Vec::new(),
             })
         }
         Target::Ivr(name) => {
@@ -101,6 +105,7 @@ pub fn call_target(
                 party: format!("<{}>", ivr.uri),
                 contacts: vec![(ivr.uri.clone(), dest)],
                 presented_caller,
+                headers: Vec::new(),
             })
         }
         Target::External(_) | Target::Number(_) => {
@@ -111,17 +116,33 @@ pub fn call_target(
                     "external numbers are not reachable from trunks".into(),
                 ));
             }
-            let number = match target {
+            let (number, forwarding) = match target {
                 Target::External(name) => config
                     .external_number(name)
-                    .map(|e| e.number.clone())
+                    .map(|e| (e.number.clone(), e.user_number_forwarding))
                     .ok_or_else(|| {
                         Refuse::new(404, "Not Found", format!("no external number {name}"))
                     })?,
-                Target::Number(n) => n.clone(),
-                _ => String::new(),
+                Target::Number(n) => (n.clone(), false),
+                _ => (String::new(), false),
             };
-            let outbound = config.outbound_trunk().and_then(|t| t.outbound.clone());
+            let trunk = config.outbound_trunk();
+            let outbound = trunk.and_then(|t| t.outbound.clone());
+            // DESIGN.md §2: with user number forwarding the customer's number is presented
+            // (From and P-Asserted-Identity); otherwise the contact centre's access number.
+            let (presented_caller, headers) = match (forwarding, customer) {
+                (true, Some(customer)) => {
+                    let pai = customer.clone();
+                    (customer, vec![("P-Asserted-Identity", pai)])
+                }
+                _ => {
+                    let access = trunk
+                        .and_then(|t| t.access_number.clone())
+                        .unwrap_or_default();
+                    let who = format!("<sip:{access}@{domain}>");
+                    (who.clone(), vec![("P-Asserted-Identity", who)])
+                }
+            };
             let dest = outbound
                 .as_deref()
                 .and_then(|o| crate::sip::Uri::parse(o).ok())
@@ -139,6 +160,7 @@ pub fn call_target(
                 party: format!("<{uri}>"),
                 contacts: vec![(uri, dest)],
                 presented_caller,
+                headers,
             })
         }
         Target::Queue(name) => Err(Refuse::new(
