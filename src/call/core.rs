@@ -201,6 +201,9 @@ pub struct Call {
     pub call_data: Vec<(String, String)>,
     /// A resume re-INVITE answered 491, to send again (RFC 3261 §14.1).
     pub unhold_retry: Option<(Instant, LegId)>,
+    /// Rule 4 (DESIGN.md §3): customer 1 left during a conversation transfer, so the agent,
+    /// now with customer 2, may not transfer to an external number.
+    pub customer_left_during_conversation: bool,
     /// A late-offer 2xx whose ACK waits for the other leg's ACK (with the answer):
     /// (leg that sent the 2xx, its CSeq).
     pub pending_ack: Option<(LegId, u32)>,
@@ -273,6 +276,7 @@ impl Call {
             reserved_agent: None,
             call_data: Vec::new(),
             unhold_retry: None,
+            customer_left_during_conversation: false,
             pending_ack: None,
             ring_deadline: None,
             best_failure: None,

@@ -45,6 +45,30 @@ pub enum Reinvite {
     Bridge,
     /// Take the customer off hold, back to the agent (`a=sendrecv`).
     Unhold,
+    /// A re-INVITE without SDP: the leg's answer is a fresh offer (RFC 3725 flow IV), whose
+    /// answer travels in our ACK.
+    FetchOffer,
+    /// The fresh offer of another leg delivered to this one.
+    Deliver,
+}
+
+/// What a re-bridge (fresh offer from one leg delivered to another) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Conversation transfer completed by the agent: customer ↔ target.
+    CompleteConversation,
+    /// The consulted target hung up: customer ↔ agent again.
+    BackToAgent,
+}
+
+/// A re-bridge in progress: `offerer` is asked for a fresh offer, then it goes to `answerer`.
+#[derive(Debug, Clone)]
+pub struct Rebridge {
+    pub offerer: LegId,
+    pub answerer: LegId,
+    pub goal: Goal,
+    /// The offerer's 2xx (CSeq, offer), once it came.
+    pub offer: Option<(u32, Bytes)>,
 }
 
 /// Where a running transfer is.
@@ -56,6 +80,8 @@ pub enum Stage {
     Bridging,
     /// Hang-up transfer: the customer is with the IVR flow, the agent reserved.
     WithIvr,
+    /// Conversation transfer: the agent talks to the target, the customer is held.
+    Consulting,
 }
 
 /// One transfer in progress.
@@ -82,6 +108,8 @@ pub struct TransferRun {
     pub retry: Option<(Instant, LegId, Reinvite)>,
     /// Released the agent already (NOTIFY 200 + BYE sent).
     pub agent_released: bool,
+    /// A re-bridge in progress (conversation transfer completion or roll-back).
+    pub rebridge: Option<Rebridge>,
 }
 
 impl TransferRun {
@@ -193,7 +221,10 @@ impl Call {
             transfer: selection.transfer,
             target: kind,
             direction,
-            history: History::default(),
+            history: History {
+                customer_left_during_conversation: self.customer_left_during_conversation,
+                from_ivr: false,
+            },
         };
         let policy = match decide(&request, config.transfer.agent_hangup_during_conversation) {
             Ok(p) => p,
@@ -212,16 +243,7 @@ impl Call {
                 now,
             );
         }
-        if selection.transfer == TransferType::Conversation {
-            return self.refuse_refer(
-                leg,
-                key,
-                req,
-                403,
-                "conversation transfer by REFER is not available yet; consult and send REFER with Replaces",
-                now,
-            );
-        }
+
         let wants_notify = !req
             .msg
             .header(HeaderName::ReferSub)
@@ -255,6 +277,7 @@ impl Call {
             ring_deadline: None,
             retry: None,
             agent_released: false,
+            rebridge: None,
         });
         self.notify("SIP/2.0 100 Trying", false, now);
         let presented = self
@@ -609,7 +632,13 @@ impl Call {
         let Some(t) = self.transfer.as_ref() else {
             return;
         };
-        let customer = t.customer_leg;
+        // A conversation transfer joins the agent to the target first (the consultation);
+        // the customer follows when the agent completes it.
+        let customer = if t.kind == TransferType::Conversation && !t.agent_gone {
+            t.agent_leg
+        } else {
+            t.customer_leg
+        };
         let offer = t.target_offer.as_ref().map(|(_, o)| o.clone());
         match offer {
             Some(o) if !o.is_empty() => {
@@ -636,10 +665,25 @@ impl Call {
         if status < 200 {
             return;
         }
-        if (200..300).contains(&status) {
+        if (200..300).contains(&status) && kind != Reinvite::FetchOffer {
             self.send_2xx_ack(leg, msg.cseq().seq, None);
         }
         match (kind, status) {
+            (Reinvite::FetchOffer, 200..=299) => {
+                self.rebridge_offer(leg, msg.cseq().seq, msg.body(), now)
+            }
+            (Reinvite::Deliver, 200..=299) => self.rebridge_answer(leg, msg.body(), now),
+            (Reinvite::FetchOffer | Reinvite::Deliver, 491) => {
+                let at = now + glare_delay();
+                if let Some(t) = self.transfer.as_mut() {
+                    t.retry = Some((at, leg, kind));
+                }
+            }
+            (Reinvite::FetchOffer | Reinvite::Deliver, _) => {
+                // A leg refused to be re-bridged: nobody can be joined reliably any more.
+                self.transfer = None;
+                self.end_call("re-bridge refused", usize::MAX, now);
+            }
             (Reinvite::Hold, _) => {
                 // A customer that refuses to be held still gets transferred.
                 let ready = match self.transfer.as_mut() {
@@ -697,6 +741,18 @@ impl Call {
             self.send_2xx_ack(target, cseq, Some(answer));
         }
         self.bridge = Some((customer, target));
+        let consulting = self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.kind == TransferType::Conversation && customer == t.agent_leg);
+        if consulting {
+            tracing::info!(call = self.key, "consultation: agent talks to the target");
+            if let Some(t) = self.transfer.as_mut() {
+                t.stage = Stage::Consulting;
+                t.target_offer = None;
+            }
+            return;
+        }
         tracing::info!(call = self.key, target_leg = target, "transfer bridged");
         if returning {
             // Hang-up transfer: the agent took the call back.
@@ -784,11 +840,19 @@ impl Call {
         let Some(t) = self.transfer.as_mut() else {
             return false;
         };
+        if t.kind == TransferType::Conversation {
+            if let Some(consumed) = self.conversation_bye(leg, now) {
+                return consumed;
+            }
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            return false;
+        };
         if leg == t.agent_leg {
             // Rule 7: the agent leaving after the 202 never costs the customer.
             t.agent_gone = true;
             t.notify = None;
-            if t.kind == TransferType::Success {
+            if matches!(t.kind, TransferType::Success | TransferType::Conversation) {
                 t.policy.on_target_failure = FailurePath::FallbackOrRelease;
             }
             tracing::info!(
@@ -915,6 +979,12 @@ impl Call {
                         .as_ref()
                         .and_then(|t| t.target_offer.as_ref().map(|o| o.1.clone())),
                     Reinvite::Unhold => self.direction_offer(leg, SdpDirection::SendRecv),
+                    Reinvite::FetchOffer => None,
+                    Reinvite::Deliver => self.transfer.as_ref().and_then(|t| {
+                        t.rebridge
+                            .as_ref()
+                            .and_then(|r| r.offer.as_ref().map(|o| o.1.clone()))
+                    }),
                 };
                 self.local_reinvite(leg, body, kind, now);
             }
@@ -981,5 +1051,123 @@ impl Call {
     /// The target never answered our INVITE (Timer B) or could not be reached.
     pub(super) fn transfer_failed_timeout(&mut self, now: Instant) {
         self.transfer_failed(408, "Request Timeout", now);
+    }
+}
+
+impl Call {
+    /// A BYE during a conversation transfer (DESIGN.md §3 row "conversation", rules 4 and 6).
+    /// `Some(consumed)` when handled here, `None` to fall through to the common handling.
+    fn conversation_bye(&mut self, leg: LegId, now: Instant) -> Option<bool> {
+        let t = self.transfer.as_ref()?;
+        let (agent, customer, target, stage) = (t.agent_leg, t.customer_leg, t.target_leg, t.stage);
+        let hangup_action = t.policy.agent_hangup_before_answer;
+        match stage {
+            Stage::Consulting if leg == agent => {
+                // The agent completes the transfer by hanging up after talking to the target.
+                tracing::info!(call = self.key, "agent completed the conversation transfer");
+                if let Some(t) = self.transfer.as_mut() {
+                    t.agent_gone = true;
+                    t.notify = None;
+                }
+                let target = target?;
+                self.rebridge(target, customer, Goal::CompleteConversation, now);
+                Some(true)
+            }
+            Stage::Consulting if Some(leg) == target => {
+                // The target hung up: the agent goes back to the customer and may transfer
+                // again.
+                self.notify("SIP/2.0 487 Request Terminated", true, now);
+                self.rebridge(customer, agent, Goal::BackToAgent, now);
+                Some(true)
+            }
+            Stage::Consulting if leg == customer => {
+                // Rule 4: the agent stays with the target (customer 2) and may not transfer
+                // it to an external number.
+                self.customer_left_during_conversation = true;
+                self.notify("SIP/2.0 487 Request Terminated", true, now);
+                self.transfer = None;
+                if let Some(t) = target {
+                    self.bridge = Some((agent, t));
+                }
+                Some(true)
+            }
+            Stage::Calling | Stage::Bridging if leg == agent => {
+                // Rule 6: by default the attempt goes on as a release transfer.
+                if hangup_action == crate::transfer::AgentHangupAction::Cancel {
+                    if let Some(t) = target {
+                        self.hang_up_leg(t, now);
+                    }
+                    self.transfer = None;
+                    let reason = "SIP;cause=487;text=\"Transfer cancelled: the agent hung up\"";
+                    if self
+                        .legs
+                        .get(customer)
+                        .is_some_and(|l| l.state == LegState::Confirmed)
+                    {
+                        self.send_bye(customer, Some(reason), now);
+                    }
+                    self.end_call(
+                        "agent hung up during a conversation transfer",
+                        customer,
+                        now,
+                    );
+                    return Some(true);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Joins `offerer` and `answerer`: a re-INVITE without SDP to the offerer, whose offer
+    /// goes to the answerer; the answer returns in the offerer's ACK (RFC 3725 flow IV).
+    fn rebridge(&mut self, offerer: LegId, answerer: LegId, goal: Goal, now: Instant) {
+        if let Some(t) = self.transfer.as_mut() {
+            t.rebridge = Some(Rebridge {
+                offerer,
+                answerer,
+                goal,
+                offer: None,
+            });
+        }
+        self.local_reinvite(offerer, None, Reinvite::FetchOffer, now);
+    }
+
+    fn rebridge_offer(&mut self, offerer: LegId, cseq: u32, offer: Bytes, now: Instant) {
+        let answerer = match self.transfer.as_mut().and_then(|t| t.rebridge.as_mut()) {
+            Some(r) if r.offerer == offerer => {
+                r.offer = Some((cseq, offer.clone()));
+                r.answerer
+            }
+            _ => return self.send_2xx_ack(offerer, cseq, None),
+        };
+        self.local_reinvite(answerer, Some(offer), Reinvite::Deliver, now);
+    }
+
+    fn rebridge_answer(&mut self, answerer: LegId, answer: Bytes, now: Instant) {
+        let Some(r) = self.transfer.as_mut().and_then(|t| t.rebridge.take()) else {
+            return;
+        };
+        if r.answerer != answerer {
+            return;
+        }
+        if let Some((cseq, _)) = r.offer {
+            self.send_2xx_ack(r.offerer, cseq, Some(answer));
+        }
+        self.bridge = Some((r.offerer, r.answerer));
+        match r.goal {
+            Goal::CompleteConversation => {
+                tracing::info!(call = self.key, "conversation transfer completed");
+                self.transfer = None;
+            }
+            Goal::BackToAgent => {
+                tracing::info!(
+                    call = self.key,
+                    "consultation ended; agent back with the customer"
+                );
+                self.transfer = None;
+            }
+        }
+        let _ = now;
     }
 }
