@@ -3,3 +3,4 @@
 
 pub mod agents;
 pub mod dialplan;
+pub mod queue;

@@ -155,7 +155,9 @@ enum CallState {
 
 #[derive(Debug)]
 enum OfferPhase {
-    Ringing { until: Option<Instant> },
+    Ringing {
+        until: Option<Instant>,
+    },
     /// `OfferTimeout` was emitted; waiting for the lead's `offer_failed` (or a late answer).
     TimedOut,
 }
@@ -441,7 +443,9 @@ impl QueueSet {
             let Some((qi, call, agent)) = pair else {
                 return;
             };
-            self.offer(qi, call, agent, now);
+            if !self.offer(qi, call, agent, now) {
+                return; // unreachable: the pair came from a queue head; never spin
+            }
         }
     }
 
@@ -474,12 +478,13 @@ impl QueueSet {
         }
     }
 
-    fn offer(&mut self, qi: usize, call: CallRef, agent: String, now: Instant) {
+    /// Offers the head `call` of queue `qi` to `agent`; false if `call` is not that head.
+    fn offer(&mut self, qi: usize, call: CallRef, agent: String, now: Instant) -> bool {
         let Some(q) = self.queues.get_mut(qi) else {
-            return;
+            return false;
         };
         if q.waiting.front() != Some(&call) {
-            return;
+            return false;
         }
         q.waiting.pop_front();
         let ring_timeout = q.config.ring_timeout();
@@ -493,13 +498,19 @@ impl QueueSet {
             };
         }
         self.offering.insert(agent.clone(), call);
-        tracing::debug!(call, agent = agent.as_str(), queue = queue.as_str(), "queue offer");
+        tracing::debug!(
+            call,
+            agent = agent.as_str(),
+            queue = queue.as_str(),
+            "queue offer"
+        );
         self.actions.push_back(QueueAction::Offer {
             call,
             agent,
             queue,
             ring_timeout,
         });
+        true
     }
 
     /// Removes a call for good and emits where it goes (overflow target or 480).

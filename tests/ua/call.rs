@@ -55,6 +55,28 @@ impl Call {
         self.ids.fill(&wire(&lines, body))
     }
 
+    /// An in-dialog request from the agent with extra header lines and a body.
+    pub fn agent_request_with(
+        &self,
+        method: &str,
+        cseq: u32,
+        branch: &str,
+        extra: &[&str],
+        body: &str,
+    ) -> String {
+        let base = self.agent_request(method, cseq, branch);
+        let head = base
+            .trim_end_matches("\r\n")
+            .trim_end_matches("Content-Length: 0");
+        let mut out = head.to_owned();
+        for line in extra {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        out
+    }
+
     /// An in-dialog request from the agent.
     pub fn agent_request(&self, method: &str, cseq: u32, branch: &str) -> String {
         let inv = &self.agent_invite;
@@ -85,8 +107,17 @@ impl Call {
 }
 
 pub async fn establish() -> Call {
+    establish_with("").await
+}
+
+/// [`establish`] with `extra` TOML appended to the server config (more agents, IVRs, ...).
+pub async fn establish_with(extra: &str) -> Call {
     let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
-    let (server, udp, _) = start(&config("127.0.0.1/32", Some(agent.port()), "")).await;
+    let toml = format!(
+        "{}\n{extra}",
+        config("127.0.0.1/32", Some(agent.port()), "")
+    );
+    let (server, udp, _) = start(&toml).await;
     agent.server = udp;
     let mut cust = UdpUa::bind(udp, "cust").await;
     let ids = Ids::new();
