@@ -17,6 +17,7 @@ pub mod udp;
 use bytes::Bytes;
 use handover::sip::{HeaderName, SipMessage};
 
+#[allow(unused_imports)]
 pub use tcp::TcpUa;
 pub use udp::UdpUa;
 
