@@ -120,10 +120,11 @@ async fn housekeeping(
             ep.agent_event(&aor, AgentEvent::LoggedOut);
         }
         let next_expiry = ep.location().next_expiry();
+        let next_queue = ep.queue_timeouts();
         // Wake at the earliest timer, and at least every 200 ms: the dispatcher's table is
         // filled from receive tasks, which do not wake this task.
         let mut wake = now + Duration::from_millis(200);
-        for d in [next_txn, next_expiry].into_iter().flatten() {
+        for d in [next_txn, next_expiry, next_queue].into_iter().flatten() {
             wake = wake.min(d);
         }
         tokio::select! {

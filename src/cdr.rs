@@ -14,7 +14,9 @@
 //!   is lost on a clean shutdown.
 //! - [`CdrHandle::reopen`] (SIGHUP after log rotation) fsyncs and closes the current file and
 //!   opens `path` again: rename the file away, call `reopen`, and records written after the
-//!   call go to a new file at `path`. Records written before it stay in the old file.
+//!   call go to a new file at `path`. Records written before it stay in the old file (when the
+//!   queue is full at that moment, the reopen happens after the writer's current batch, so a
+//!   few earlier records may land in the new file instead; none is lost).
 //! - An I/O error is logged; the affected records count as dropped and the next record tries
 //!   to reopen the file.
 
@@ -317,7 +319,9 @@ impl Output {
                 tracing::info!(path = %self.path.display(), "CDR file reopened");
             }
             // The next record retries.
-            Err(e) => tracing::error!(error = %e, path = %self.path.display(), "cannot reopen CDR file"),
+            Err(e) => {
+                tracing::error!(error = %e, path = %self.path.display(), "cannot reopen CDR file")
+            }
         }
     }
 }
@@ -444,7 +448,10 @@ mod tests {
 
     fn read_ids(path: &Path) -> Vec<String> {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(text.is_empty() || text.ends_with('\n'), "partial line: {text:?}");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "partial line: {text:?}"
+        );
         text.lines()
             .map(|l| serde_json::from_str::<CdrRecord>(l).unwrap().call_id)
             .collect()
@@ -478,9 +485,14 @@ mod tests {
         }
         w.shutdown().await;
         assert_eq!(read_ids(&tmp.0), ids(0..1000));
-        let first: CdrRecord =
-            serde_json::from_str(std::fs::read_to_string(&tmp.0).unwrap().lines().next().unwrap())
-                .unwrap();
+        let first: CdrRecord = serde_json::from_str(
+            std::fs::read_to_string(&tmp.0)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(first, rec(0));
         assert_eq!(h.dropped(), 0);
         // After shutdown writes are counted, not silently lost.
@@ -491,7 +503,11 @@ mod tests {
     #[tokio::test]
     async fn appends_to_an_existing_file() {
         let tmp = TempPath::new("append");
-        std::fs::write(&tmp.0, format!("{}\n", serde_json::to_string(&rec(0)).unwrap())).unwrap();
+        std::fs::write(
+            &tmp.0,
+            format!("{}\n", serde_json::to_string(&rec(0)).unwrap()),
+        )
+        .unwrap();
         let w = CdrWriter::open(tmp.0.clone(), Duration::from_millis(10))
             .await
             .unwrap();
@@ -519,7 +535,11 @@ mod tests {
         // The pending sync happens on its own once the interval passes.
         let before = h.syncs();
         tokio::time::sleep(interval * 2).await;
-        assert!(h.syncs() >= 1 && h.syncs() <= before + 1, "syncs = {}", h.syncs());
+        assert!(
+            h.syncs() >= 1 && h.syncs() <= before + 1,
+            "syncs = {}",
+            h.syncs()
+        );
         let settled = h.syncs();
         // Nothing new: no more syncs.
         tokio::time::sleep(interval * 2).await;
@@ -575,6 +595,8 @@ mod tests {
         let bad = std::env::temp_dir()
             .join(format!("handover-no-such-dir-{}", std::process::id()))
             .join("cdr.jsonl");
-        assert!(CdrWriter::open(bad, Duration::from_millis(10)).await.is_err());
+        assert!(CdrWriter::open(bad, Duration::from_millis(10))
+            .await
+            .is_err());
     }
 }

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::call::registry::CallRegistry;
-use crate::cc::agents::{AgentDirectory, AgentEvent, AgentStateChange};
+use crate::call::CallEvent;
+use crate::cc::agents::{AgentDirectory, AgentEvent, AgentState, AgentStateChange};
+use crate::cc::queue::{Admitted, OfferFailure, QueueAction, QueueSet, Refused};
 use crate::config::Config;
 use crate::location::Location;
 use crate::transaction::TimerConfig;
@@ -58,7 +60,7 @@ pub struct Endpoint {
     pub timers: TimerConfig,
     transport: OnceLock<Transport>,
     pub calls: CallRegistry,
-    agents: Mutex<AgentDirectory>,
+    cc: Mutex<ContactCentre>,
     location: Mutex<Location>,
     pub counters: Counters,
     pub agent_events: broadcast::Sender<AgentStateChange>,
@@ -82,6 +84,7 @@ impl Endpoint {
             now,
         );
         let location = Location::new(&config, now);
+        let queues = config.queues.clone();
         let (agent_events, _) = broadcast::channel(1024);
         Arc::new(Endpoint {
             user_agent: format!("handover/{}", env!("CARGO_PKG_VERSION")),
@@ -89,7 +92,11 @@ impl Endpoint {
             timers,
             transport: OnceLock::new(),
             calls: CallRegistry::default(),
-            agents: Mutex::new(agents),
+            cc: Mutex::new(ContactCentre {
+                queues: QueueSet::new(&queues),
+                agents,
+                changes: Vec::new(),
+            }),
             location: Mutex::new(location),
             counters: Counters::default(),
             agent_events,
@@ -147,15 +154,149 @@ impl Endpoint {
         lock(&self.location)
     }
 
-    pub fn agent_state(&self, id: &str) -> Option<crate::cc::agents::AgentState> {
-        lock(&self.agents).state(id)
+    pub fn agent_state(&self, id: &str) -> Option<AgentState> {
+        lock(&self.cc).agents.state(id)
+    }
+
+    /// Runs `f` on the contact centre (agents and queues) in one short critical section,
+    /// then carries out the queue decisions it produced, outside the lock.
+    pub fn with_cc<R>(&self, f: impl FnOnce(&mut ContactCentre, Instant) -> R) -> R {
+        let now = tokio::time::Instant::now().into_std();
+        let (result, changes, actions) = {
+            let mut cc = lock(&self.cc);
+            let result = f(&mut cc, now);
+            let changes = std::mem::take(&mut cc.changes);
+            let mut actions = Vec::new();
+            while let Some(a) = cc.queues.poll_action() {
+                actions.push(a);
+            }
+            (result, changes, actions)
+        };
+        for change in changes {
+            tracing::info!(agent = %change.agent, from = %change.from, to = %change.to, "agent state");
+            let _ = self.agent_events.send(change);
+        }
+        self.carry_out(actions);
+        result
     }
 
     pub fn agent_event(&self, id: &str, event: AgentEvent) {
-        let change = lock(&self.agents).apply(id, event, Instant::now());
-        if let Some(change) = change {
-            tracing::info!(agent = %change.agent, from = %change.from, to = %change.to, "agent state");
-            let _ = self.agent_events.send(change);
+        self.with_cc(|cc, now| cc.apply(id, event, now));
+    }
+
+    /// Delivers queue decisions to the call actors they concern. An `AgentNotReady` is
+    /// applied to the directory (and may trigger more distribution).
+    fn carry_out(&self, actions: Vec<QueueAction>) {
+        for action in actions {
+            let (call, event) = match action {
+                QueueAction::Offer {
+                    call,
+                    agent,
+                    queue,
+                    ring_timeout,
+                } => (
+                    call,
+                    CallEvent::QueueOffer {
+                        agent,
+                        queue,
+                        ring_timeout,
+                    },
+                ),
+                QueueAction::OfferTimeout { call, agent } => {
+                    (call, CallEvent::QueueOfferTimeout { agent })
+                }
+                QueueAction::Overflow { call, target } => {
+                    (call, CallEvent::QueueOverflow { target })
+                }
+                QueueAction::Expired { call } => (call, CallEvent::QueueExpired),
+                QueueAction::AgentNotReady { agent } => {
+                    tracing::info!(agent = %agent, "missed offers: agent set not_ready");
+                    self.agent_event(&agent, AgentEvent::SetNotReady(true));
+                    continue;
+                }
+            };
+            match self.calls.get(call) {
+                Some(handle) => {
+                    if handle.deliver(event).is_err() {
+                        tracing::warn!(call, "queue decision not delivered: call busy or gone");
+                        self.with_cc(|cc, now| cc.queues.leave(call, now));
+                    }
+                }
+                None => {
+                    self.with_cc(|cc, now| cc.queues.leave(call, now));
+                }
+            }
+        }
+    }
+
+    pub fn queue_join(&self, name: &str, call: u64) -> Result<Admitted, Refused> {
+        self.with_cc(|cc, now| {
+            let ContactCentre { agents, queues, .. } = cc;
+            queues.join(name, call, agents, now)
+        })
+    }
+
+    pub fn queue_leave(&self, call: u64) {
+        self.with_cc(|cc, now| {
+            cc.queues.leave(call, now);
+            let ContactCentre { agents, queues, .. } = cc;
+            queues.agent_available(agents, now);
+        });
+    }
+
+    pub fn queue_offer_answered(&self, call: u64, agent: &str) {
+        self.with_cc(|cc, now| cc.queues.offer_answered(call, agent, now));
+    }
+
+    pub fn queue_offer_failed(&self, call: u64, agent: &str, reason: OfferFailure) {
+        self.with_cc(|cc, now| {
+            let ContactCentre { agents, queues, .. } = cc;
+            queues.offer_failed(call, agent, reason, agents, now)
+        });
+    }
+
+    /// Queue timers (ring timeouts, max waits); the next deadline.
+    pub fn queue_timeouts(&self) -> Option<Instant> {
+        self.with_cc(|cc, now| {
+            if cc.queues.next_deadline().is_some_and(|d| d <= now) {
+                cc.queues.handle_timeout(now);
+            }
+            cc.queues.next_deadline()
+        })
+    }
+
+    pub fn queue_status(&self) -> Vec<crate::cc::queue::QueueStatus> {
+        let now = tokio::time::Instant::now().into_std();
+        lock(&self.cc).queues.status(now)
+    }
+
+    /// A snapshot of every agent: (id, state, skills, registered or static).
+    pub fn agents_snapshot(&self) -> Vec<(String, AgentState, Vec<String>)> {
+        lock(&self.cc)
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), a.state(), a.skills.clone()))
+            .collect()
+    }
+}
+
+/// Agents and skill queues under one owner, so distribution sees agent states exactly as
+/// they are (DESIGN.md §2). Changes are collected and published after the lock is released.
+pub struct ContactCentre {
+    pub agents: AgentDirectory,
+    pub queues: QueueSet,
+    changes: Vec<AgentStateChange>,
+}
+
+impl ContactCentre {
+    /// Applies an agent event; an agent that became idle is offered waiting calls at once.
+    pub fn apply(&mut self, id: &str, event: AgentEvent, now: Instant) {
+        if let Some(change) = self.agents.apply(id, event, now) {
+            let idle = change.to == AgentState::Idle;
+            self.changes.push(change);
+            if idle {
+                self.queues.agent_available(&self.agents, now);
+            }
         }
     }
 }

@@ -53,15 +53,16 @@ fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
     let rest = value.get(SCHEME.len()..)?;
     let start = rest.iter().position(|b| *b != b' ')?;
     let token = rest.get(start..)?;
-    let end = token
-        .iter()
-        .rposition(|b| *b != b' ')
-        .map_or(0, |i| i + 1);
+    let end = token.iter().rposition(|b| *b != b' ').map_or(0, |i| i + 1);
     token.get(..end)
 }
 
 /// Middleware: pass the request on, or answer 401.
-pub async fn require_bearer(State(token): State<BearerToken>, req: Request, next: Next) -> Response {
+pub async fn require_bearer(
+    State(token): State<BearerToken>,
+    req: Request,
+    next: Next,
+) -> Response {
     if token.allows(req.headers()) {
         next.run(req).await
     } else {

@@ -81,7 +81,9 @@ pub fn render(snap: &MetricsSnapshot) -> String {
 
     let calls = Family::<Labels, Counter>::default();
     for (outcome, n) in &snap.calls_by_outcome {
-        calls.get_or_create(&vec![("outcome", label(outcome))]).inc_by(*n);
+        calls
+            .get_or_create(&vec![("outcome", label(outcome))])
+            .inc_by(*n);
     }
     reg.register("calls", "Finished calls by outcome", calls);
 
@@ -128,7 +130,11 @@ pub fn render(snap: &MetricsSnapshot) -> String {
         Unit::Seconds,
         longest,
     );
-    reg.register("queue_agents_idle", "Idle agents with the queue's skill", idle);
+    reg.register(
+        "queue_agents_idle",
+        "Idle agents with the queue's skill",
+        idle,
+    );
     reg.register(
         "queue_agents_logged_in",
         "Logged-in agents with the queue's skill",

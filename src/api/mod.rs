@@ -48,8 +48,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use types::{
-    AgentInfo, AgentStateRequest, ApiError, CallInfo, Health, LegInfo, MetricsSnapshot,
-    QueueInfo, TransferAccepted, TransferInfo, TransferRequest,
+    AgentInfo, AgentStateRequest, ApiError, CallInfo, Health, LegInfo, MetricsSnapshot, QueueInfo,
+    TransferAccepted, TransferInfo, TransferRequest,
 };
 
 /// A boxed, sendable future: the return type of the async [`Control`] methods.
@@ -178,7 +178,8 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 }
 
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 async fn list_calls(State(s): State<AppState>) -> Json<Vec<CallInfo>> {

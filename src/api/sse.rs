@@ -71,7 +71,10 @@ pub fn event_stream(
                     None => continue,
                 },
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "SSE client lagged behind the event bus; dropping it");
+                    tracing::warn!(
+                        missed,
+                        "SSE client lagged behind the event bus; dropping it"
+                    );
                     st.done = true;
                     let last = SseEvent::default()
                         .event("lagged")

@@ -279,7 +279,13 @@ async fn get(h: &Harness, path: &str) -> Resp {
 #[tokio::test]
 async fn bearer_token_is_required_except_for_health() {
     let h = start(Some(TOKEN), 16).await;
-    for path in ["/api/calls", "/api/agents", "/api/events", "/metrics", "/api/nope"] {
+    for path in [
+        "/api/calls",
+        "/api/agents",
+        "/api/events",
+        "/metrics",
+        "/api/nope",
+    ] {
         let r = request(h.addr, "GET", path, None, None).await;
         assert_eq!(r.status, 401, "{path}");
         assert_eq!(r.json()["error"], "unauthorized");
@@ -289,7 +295,10 @@ async fn bearer_token_is_required_except_for_health() {
     }
     let r = request(h.addr, "POST", "/api/reload", Some("wrong"), None).await;
     assert_eq!(r.status, 401);
-    assert_eq!(request(h.addr, "GET", "/health", None, None).await.status, 200);
+    assert_eq!(
+        request(h.addr, "GET", "/health", None, None).await.status,
+        200
+    );
     let r = get(&h, "/api/nope").await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"], "not_found");
@@ -307,7 +316,10 @@ async fn calls_list_and_get() {
     let h = start(Some(TOKEN), 16).await;
     let r = get(&h, "/api/calls").await;
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("application/json"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
     let v = r.json();
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(
@@ -469,7 +481,10 @@ async fn reload_ok_and_errors() {
     assert_eq!(v["error"], "invalid_config");
     assert_eq!(
         v["errors"],
-        json!(["line 3: sip.t1_ms: must be > 0", "line 9: agents[0].id: duplicate"])
+        json!([
+            "line 3: sip.t1_ms: must be > 0",
+            "line 9: agents[0].id: duplicate"
+        ])
     );
 }
 
@@ -487,7 +502,10 @@ async fn health_follows_readiness_and_draining() {
         ready: false,
         draining: false,
     };
-    assert_eq!(request(h.addr, "GET", "/health", None, None).await.status, 503);
+    assert_eq!(
+        request(h.addr, "GET", "/health", None, None).await.status,
+        503
+    );
 }
 
 #[tokio::test]

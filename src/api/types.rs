@@ -315,7 +315,9 @@ mod tests {
     #[test]
     fn agent_state_validation() {
         for s in ["idle", "not_ready"] {
-            let r = AgentStateRequest { state: s.to_owned() };
+            let r = AgentStateRequest {
+                state: s.to_owned(),
+            };
             assert!(r.validate().is_ok());
         }
         let r = AgentStateRequest {

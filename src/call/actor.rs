@@ -114,7 +114,11 @@ async fn run(
                 match event {
                     Some(CallEvent::Request(req)) => call.on_request(*req, at),
                     Some(CallEvent::Response { msg, .. }) => call.on_response(*msg, at),
-                    Some(CallEvent::Hangup { reason }) => call.hangup_all(&reason, at),
+                                        Some(CallEvent::Hangup { reason }) => call.hangup_all(&reason, at),
+                    Some(CallEvent::QueueOffer { agent, queue, .. }) => call.on_queue_offer(&agent, &queue, at),
+                    Some(CallEvent::QueueOfferTimeout { agent }) => call.on_queue_offer_timeout(&agent, at),
+                    Some(CallEvent::QueueOverflow { target }) => call.on_queue_overflow(&target, at),
+                    Some(CallEvent::QueueExpired) => call.on_queue_expired(at),
                     None => break,
                 }
             }
@@ -126,6 +130,9 @@ async fn run(
         flush(&ep, &mut call);
     }
     call.release_agents();
+    // A call never stays in a queue after its actor (DESIGN.md §2: hang-up while queued
+    // removes it at once; this also covers every other way out).
+    ep.queue_leave(call.key);
     if !end_logged {
         log_end(&call);
     }

@@ -204,6 +204,10 @@ pub struct Call {
     /// Rule 4 (DESIGN.md §3): customer 1 left during a conversation transfer, so the agent,
     /// now with customer 2, may not transfer to an external number.
     pub customer_left_during_conversation: bool,
+    /// The skill queue the caller waits in (or whose agent is being offered the call).
+    pub queued: Option<String>,
+    /// The agent the queue offered this call to, while its legs ring.
+    pub queue_offer: Option<String>,
     /// A late-offer 2xx whose ACK waits for the other leg's ACK (with the answer):
     /// (leg that sent the 2xx, its CSeq).
     pub pending_ack: Option<(LegId, u32)>,
@@ -277,6 +281,8 @@ impl Call {
             call_data: Vec::new(),
             unhold_retry: None,
             customer_left_during_conversation: false,
+            queued: None,
+            queue_offer: None,
             pending_ack: None,
             ring_deadline: None,
             best_failure: None,
@@ -321,6 +327,10 @@ impl Call {
             call.reject_caller(488, "Not Acceptable Here", Some(&warning), now);
             return call;
         }
+        if let Some(queue) = &target.queue {
+            call.join_queue(queue, now);
+            return call;
+        }
         if target.contacts.is_empty() {
             call.reject_caller(480, "Temporarily Unavailable", None, now);
             return call;
@@ -334,7 +344,7 @@ impl Call {
     }
 
     /// Starts one callee leg: INVITE with the caller's offer under this leg's `o=` line.
-    fn add_callee(
+    pub(super) fn add_callee(
         &mut self,
         target: &CallTarget,
         request_uri: &str,
@@ -403,7 +413,21 @@ impl Call {
             .map(|e| &e.purpose)
     }
 
-    fn caller_invite_key(&self) -> Option<TxnKey> {
+    /// The caller's SDP offer (empty for a late offer).
+    pub(super) fn caller_invite_offer(&self) -> Option<Bytes> {
+        match self.caller_invite_purpose() {
+            Some(Purpose::CallerInvite(req)) => Some(req.msg.body()),
+            _ => None,
+        }
+    }
+
+    /// Rings the callee legs for at most `[sip] ring_timeout_s`.
+    pub(super) fn arm_ring_timeout(&mut self, now: Instant) {
+        let ring = Duration::from_secs(self.ep.config.sip.ring_timeout_s.max(1));
+        self.ring_deadline = Some(now + ring);
+    }
+
+    pub(super) fn caller_invite_key(&self) -> Option<TxnKey> {
         self.txns
             .iter()
             .find(|(_, e)| matches!(e.purpose, Purpose::CallerInvite(_)))
@@ -539,6 +563,7 @@ impl Call {
     /// Sends a final non-2xx to the caller's INVITE (if it is still unanswered) and ends
     /// every other leg.
     pub fn reject_caller(&mut self, code: u16, reason: &str, warning: Option<&str>, now: Instant) {
+        self.leave_queue();
         if self.end_reason.is_none() {
             self.end_reason = Some(format!("{code} {reason}"));
         }
@@ -718,6 +743,7 @@ impl Call {
     /// The call is over from the caller's or the callee's point of view: end every other
     /// leg.
     pub fn end_call(&mut self, reason: &str, except: LegId, now: Instant) {
+        self.leave_queue();
         if self.end_reason.is_none() {
             self.end_reason = Some(reason.to_owned());
         }
@@ -978,6 +1004,10 @@ impl Call {
         }
         self.answered = Some(leg);
         self.bridge = Some((CALLER, leg));
+        if let Some(agent) = self.queue_offer.take() {
+            self.ep.queue_offer_answered(self.key, &agent);
+            self.queued = None;
+        }
         self.phase = Phase::Connected;
         self.ring_deadline = None;
         self.set_leg_state(leg, LegState::Confirmed);
@@ -1029,6 +1059,15 @@ impl Call {
             .skip(1)
             .any(|l| matches!(l.state, LegState::Calling | LegState::Early));
         if !ringing && self.phase == Phase::Routing {
+            if let Some(agent) = self.queue_offer.take() {
+                // A queue offer failed: the call goes back to the head of its queue.
+                self.best_failure = None;
+                return self.ep.queue_offer_failed(
+                    self.key,
+                    &agent,
+                    super::queueing::offer_failure(code),
+                );
+            }
             let f = self.best_failure.clone().unwrap_or(Failure {
                 code: 480,
                 reason: "Temporarily Unavailable".into(),

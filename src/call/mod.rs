@@ -12,6 +12,7 @@ pub mod actor;
 pub mod core;
 pub mod dialog;
 pub mod indialog;
+pub mod queueing;
 pub mod registry;
 pub mod transfer;
 
@@ -35,6 +36,18 @@ pub enum CallEvent {
     },
     /// Operator or shutdown: end the call now, with this Reason text.
     Hangup { reason: String },
+    /// The queue offers the waiting call to `agent` (DESIGN.md §2).
+    QueueOffer {
+        agent: String,
+        queue: String,
+        ring_timeout: std::time::Duration,
+    },
+    /// The offer to `agent` rang too long: cancel it.
+    QueueOfferTimeout { agent: String },
+    /// `max_wait_s` passed: go to the queue's overflow target.
+    QueueOverflow { target: crate::config::Target },
+    /// `max_wait_s` passed and there is no overflow: 480.
+    QueueExpired,
 }
 
 /// Who placed the call (DESIGN.md §2 "Who is calling").
@@ -59,4 +72,6 @@ pub struct CallTarget {
     pub presented_caller: String,
     /// Further headers for the INVITE (e.g. P-Asserted-Identity towards a trunk).
     pub headers: Vec<(&'static str, String)>,
+    /// The skill queue to wait in instead of ringing anyone now.
+    pub queue: Option<String>,
 }

@@ -233,16 +233,6 @@ impl Call {
                 return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
             }
         };
-        if kind == TargetKind::Queue {
-            return self.refuse_refer(
-                leg,
-                key,
-                req,
-                403,
-                "transfers to skill queues are not available yet",
-                now,
-            );
-        }
 
         let wants_notify = !req
             .msg
@@ -303,6 +293,23 @@ impl Call {
                 return;
             }
         };
+        if let Target::Queue(queue) = &selection.target {
+            // The queue admits the call or refuses it; the offered agent becomes the target.
+            if let Err(refused) = self.ep.queue_join(queue, self.key) {
+                let (code, reason) = super::queueing::refusal_response(&refused);
+                self.notify(&format!("SIP/2.0 {code} {reason}"), true, now);
+                self.transfer = None;
+                return;
+            }
+            self.queued = Some(queue.clone());
+            if policy.release == ReleaseMoment::QueueAdmitted {
+                self.release_agent(now);
+            }
+            if policy.hold_customer {
+                self.hold_customer(now);
+            }
+            return;
+        }
         if policy.release == ReleaseMoment::Immediately {
             // Release transfer: handover has taken the call over (rule 8).
             self.release_agent(now);
@@ -600,6 +607,10 @@ impl Call {
                     self.send_2xx_ack(leg, cseq, None);
                     return self.send_bye(leg, None, now);
                 }
+                if let Some(agent) = self.queue_offer.take() {
+                    self.ep.queue_offer_answered(self.key, &agent);
+                    self.queued = None;
+                }
                 let offer = msg.body();
                 let hold_pending = match self.transfer.as_mut() {
                     Some(t) => {
@@ -612,6 +623,17 @@ impl Call {
                 };
                 if !hold_pending {
                     self.start_bridge(now);
+                }
+            }
+            _ if current && self.queue_offer.is_some() => {
+                // The queue's agent did not take it: back to the head of the queue.
+                self.set_leg_state(leg, LegState::Ended);
+                if let Some(agent) = self.queue_offer.take() {
+                    if let Some(t) = self.transfer.as_mut() {
+                        t.target_leg = None;
+                    }
+                    let failure = super::queueing::offer_failure(status);
+                    self.ep.queue_offer_failed(self.key, &agent, failure);
                 }
             }
             _ => {
@@ -1169,5 +1191,22 @@ impl Call {
             }
         }
         let _ = now;
+    }
+}
+
+impl Call {
+    /// The queue offered the transferred call to an agent: call it (the queue times the
+    /// ringing, so no transfer ring timeout).
+    pub(super) fn queue_transfer_offer(&mut self, target: &super::CallTarget, now: Instant) {
+        self.call_transfer_target(target, None, now);
+        if let Some(t) = self.transfer.as_mut() {
+            t.ring_deadline = None;
+        }
+    }
+
+    /// A transfer to a queue ended without an agent (max wait, overflow).
+    pub(super) fn queue_transfer_failed(&mut self, code: u16, reason: &str, now: Instant) {
+        self.leave_queue();
+        self.transfer_failed(code, reason, now);
     }
 }

@@ -84,6 +84,7 @@ pub fn call_target(
                 contacts,
                 presented_caller,
                 headers: Vec::new(),
+                queue: None,
             })
         }
         Target::Ivr(name) => {
@@ -106,6 +107,7 @@ pub fn call_target(
                 contacts: vec![(ivr.uri.clone(), dest)],
                 presented_caller,
                 headers: Vec::new(),
+                queue: None,
             })
         }
         Target::External(_) | Target::Number(_) => {
@@ -161,12 +163,21 @@ pub fn call_target(
                 contacts: vec![(uri, dest)],
                 presented_caller,
                 headers,
+                queue: None,
             })
         }
-        Target::Queue(name) => Err(Refuse::new(
-            480,
-            "Temporarily Unavailable",
-            format!("queue {name} has no agent available"),
-        )),
+        Target::Queue(name) => {
+            let queue = config
+                .queue(name)
+                .ok_or_else(|| Refuse::new(404, "Not Found", format!("no queue {name}")))?;
+            Ok(CallTarget {
+                agent: None,
+                party: format!("<sip:{}@{domain}>", queue.number),
+                contacts: Vec::new(),
+                presented_caller,
+                headers: Vec::new(),
+                queue: Some(name.clone()),
+            })
+        }
     }
 }

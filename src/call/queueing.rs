@@ -1,0 +1,177 @@
+//! A call waiting in a skill queue (DESIGN.md §2): it joins, stays in early state (180)
+//! while it waits, and rings whichever agent the queue offers it to; a failed offer puts it
+//! back at the head of its queue, `max_wait_s` sends it to the overflow target or ends it
+//! with 480. The queue itself ([`crate::cc::queue::QueueSet`]) decides; this file executes.
+//!
+//! A transfer to a queue uses the same path: the offered agent becomes the transfer target.
+
+use std::time::Instant;
+
+use super::core::{Call, LegState, Phase, CALLER};
+use crate::cc::queue::{OfferFailure, Refused};
+use crate::config::Target;
+
+/// How a failed offer counts for the agent's missed offers.
+pub fn offer_failure(code: u16) -> OfferFailure {
+    match code {
+        486 | 600 | 603 => OfferFailure::Busy,
+        408 | 480 | 487 => OfferFailure::NoAnswer,
+        _ => OfferFailure::Error,
+    }
+}
+
+/// The response for a refused admission, and its Warning text.
+pub fn refusal_response(refused: &Refused) -> (u16, &'static str) {
+    match refused {
+        Refused::Unknown(_) => (404, "Not Found"),
+        Refused::Full(_) => (486, "Busy Here"),
+        Refused::NoAgents(_) => (480, "Temporarily Unavailable"),
+        Refused::AlreadyQueued(_) => (491, "Request Pending"),
+    }
+}
+
+impl Call {
+    /// The caller joins `queue`: 180 while waiting, or the refusal with a Warning.
+    pub fn join_queue(&mut self, queue: &str, now: Instant) {
+        self.queued = Some(queue.to_owned());
+        match self.ep.queue_join(queue, self.key) {
+            Ok(admitted) => {
+                tracing::info!(
+                    call = self.key,
+                    queue,
+                    position = admitted.position,
+                    "queued"
+                );
+                if let Some(key) = self.caller_invite_key() {
+                    self.respond_server(&key, 180, "Ringing", None, now, |_| {});
+                }
+            }
+            Err(refused) => {
+                self.queued = None;
+                let (code, reason) = refusal_response(&refused);
+                let warning = crate::transfer::warning_header_value(&refused.to_string());
+                self.reject_caller(code, reason, Some(&warning), now);
+            }
+        }
+    }
+
+    /// Leaves the queue at once (caller gone, call answered elsewhere, call ending).
+    pub fn leave_queue(&mut self) {
+        if self.queued.take().is_some() || self.queue_offer.take().is_some() {
+            self.ep.queue_leave(self.key);
+        }
+    }
+
+    /// The queue offers this call to `agent`: ring its contacts (or, for a transfer to a
+    /// queue, make it the transfer target).
+    pub fn on_queue_offer(&mut self, agent: &str, queue: &str, now: Instant) {
+        let waiting_transfer = self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| matches!(t.target, Target::Queue(_)) && t.target_leg.is_none());
+        let waiting_call = self.phase == Phase::Routing && self.queued.is_some();
+        if !waiting_call && !waiting_transfer {
+            return self
+                .ep
+                .queue_offer_failed(self.key, agent, OfferFailure::Error);
+        }
+        let presented = self
+            .legs
+            .get(CALLER)
+            .map(|l| l.dialog.remote_party.clone())
+            .unwrap_or_default();
+        let target = match crate::cc::dialplan::call_target(
+            &self.ep,
+            &Target::Agent(agent.to_owned()),
+            presented,
+            None,
+            false,
+            now,
+        ) {
+            Ok(t) => t,
+            Err(_) => {
+                return self
+                    .ep
+                    .queue_offer_failed(self.key, agent, OfferFailure::Error)
+            }
+        };
+        tracing::info!(call = self.key, queue, agent, "queue offer");
+        self.queue_offer = Some(agent.to_owned());
+        if waiting_transfer {
+            return self.queue_transfer_offer(&target, now);
+        }
+        let offer = match self.caller_invite_offer() {
+            Some(o) => o,
+            None => bytes::Bytes::new(),
+        };
+        for (uri, flow) in &target.contacts {
+            self.add_callee(&target, uri, *flow, &offer, now);
+        }
+    }
+
+    /// The offer rang for the queue's ring timeout: cancel it; the 487 reports the miss.
+    pub fn on_queue_offer_timeout(&mut self, agent: &str, now: Instant) {
+        if self.queue_offer.as_deref() != Some(agent) {
+            return;
+        }
+        if let Some(t) = self.transfer.as_ref().and_then(|t| t.target_leg) {
+            return self.cancel_leg(t, now);
+        }
+        for leg in 1..self.legs.len() {
+            if self
+                .legs
+                .get(leg)
+                .is_some_and(|l| matches!(l.state, LegState::Calling | LegState::Early))
+            {
+                self.cancel_leg(leg, now);
+            }
+        }
+    }
+
+    /// `max_wait_s` passed: the overflow target (a queue, an IVR flow, an agent).
+    pub fn on_queue_overflow(&mut self, target: &Target, now: Instant) {
+        self.queued = None;
+        if self.transfer.is_some() {
+            return self.queue_transfer_failed(480, "Temporarily Unavailable", now);
+        }
+        if self.phase != Phase::Routing {
+            return;
+        }
+        tracing::info!(call = self.key, %target, "queue overflow");
+        if let Target::Queue(q) = target {
+            return self.join_queue(q, now);
+        }
+        let presented = self
+            .legs
+            .get(CALLER)
+            .map(|l| l.dialog.remote_party.clone())
+            .unwrap_or_default();
+        match crate::cc::dialplan::call_target(&self.ep, target, presented, None, false, now) {
+            Ok(t) => {
+                let offer = self.caller_invite_offer().unwrap_or_default();
+                for (uri, flow) in &t.contacts {
+                    self.add_callee(&t, uri, *flow, &offer, now);
+                }
+                self.arm_ring_timeout(now);
+            }
+            Err(refuse) => {
+                let warning = refuse.warning.clone();
+                self.reject_caller(refuse.code, refuse.reason, warning.as_deref(), now);
+            }
+        }
+    }
+
+    /// `max_wait_s` passed without an overflow target.
+    pub fn on_queue_expired(&mut self, now: Instant) {
+        self.queued = None;
+        if self.transfer.is_some() {
+            return self.queue_transfer_failed(480, "Temporarily Unavailable", now);
+        }
+        if self.phase == Phase::Routing {
+            let warning = crate::transfer::warning_header_value(
+                "no agent answered within the queue's max_wait_s",
+            );
+            self.reject_caller(480, "Temporarily Unavailable", Some(&warning), now);
+        }
+    }
+}
