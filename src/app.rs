@@ -42,6 +42,10 @@ pub enum StartError {
     Transport(#[from] transport::TransportError),
     #[error("no tokio runtime: {0}")]
     Runtime(String),
+    #[error("cannot open the CDR file {0}")]
+    Cdr(String),
+    #[error("cannot start the control API on {0}")]
+    Http(String),
 }
 
 /// A running server.
@@ -50,6 +54,9 @@ pub struct RunningServer {
     transport: Transport,
     shutdown: watch::Sender<bool>,
     housekeeping: JoinHandle<()>,
+    api: Option<crate::api::ApiServer>,
+    cdr: Option<crate::cdr::CdrWriter>,
+    control: Arc<crate::control::ControlPlane>,
 }
 
 fn now() -> Instant {
@@ -73,6 +80,14 @@ fn listen_specs(config: &Config) -> Vec<ListenSpec> {
 
 /// Binds every `[sip] listen` socket and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    start_from(config, None).await
+}
+
+/// [`start`] remembering the file the config came from, for reloads (SIGHUP, API).
+pub async fn start_from(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+) -> Result<RunningServer, StartError> {
     let (t1, t2, t4) = config.sip.timers();
     let timers = TimerConfig::new(t1, t2, t4)?;
     let config = Arc::new(config);
@@ -96,12 +111,43 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     for (protocol, addr) in transport.local_addrs() {
         tracing::info!(%protocol, %addr, "listening");
     }
+    let cdr = match &config.cdr.path {
+        Some(path) => {
+            let writer = crate::cdr::CdrWriter::open(path.clone(), config.cdr.flush_interval())
+                .await
+                .map_err(|e| StartError::Cdr(format!("{}: {e}", path.display())))?;
+            let _ = ep.cdr.set(writer.handle());
+            Some(writer)
+        }
+        None => None,
+    };
+    let control = Arc::new(crate::control::ControlPlane::new(
+        Arc::clone(&ep),
+        config_path,
+    ));
+    let api = if config.http.enabled {
+        let server = crate::api::serve(
+            config.http.listen,
+            config.http.token.clone(),
+            control.clone(),
+            shutdown_rx.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Http(format!("{}: {e}", config.http.listen)))?;
+        tracing::info!(addr = %server.local_addr(), "control API listening");
+        Some(server)
+    } else {
+        None
+    };
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&ep), dispatcher, shutdown_rx));
     Ok(RunningServer {
         ep,
         transport,
         shutdown,
         housekeeping,
+        api,
+        cdr,
+        control,
     })
 }
 
@@ -161,9 +207,46 @@ impl RunningServer {
         &self.ep
     }
 
+    /// The control API's address, when `[http]` is configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(|a| a.local_addr())
+    }
+
+    /// Reloads the config file (SIGHUP): see [`Endpoint::reload`].
+    pub async fn reload(&self) -> Result<(), Vec<String>> {
+        use crate::api::Control;
+        self.control.reload().await
+    }
+
+    /// Reopens the CDR file (SIGHUP, after log rotation).
+    pub fn reopen_cdr(&self) {
+        if let Some(cdr) = self.ep.cdr.get() {
+            cdr.reopen();
+        }
+    }
+
+    /// Graceful shutdown (SIGTERM): new calls get 503 with Retry-After, calls in progress
+    /// go on for up to `drain`, then the rest get BYE with a Reason; CDRs are flushed.
+    pub async fn drain_and_shutdown(self, drain: Duration) {
+        self.ep.draining.store(true, Ordering::Relaxed);
+        tracing::info!(
+            drain_s = drain.as_secs(),
+            calls = self.ep.calls.len(),
+            "draining"
+        );
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.ep.counters.active_calls.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.shutdown().await;
+    }
+
     /// Stops accepting, ends every call (BYE with a Reason), and waits briefly for the calls
     /// to finish.
     pub async fn shutdown(self) {
+        self.ep.draining.store(true, Ordering::Relaxed);
         for handle in self.ep.calls.handles() {
             let _ = handle.deliver(crate::call::CallEvent::Hangup {
                 reason: "SIP;cause=503;text=\"Server shutting down\"".into(),
@@ -175,6 +258,12 @@ impl RunningServer {
         }
         let _ = self.shutdown.send(true);
         self.housekeeping.abort();
+        if let Some(api) = self.api {
+            let _ = api.join().await;
+        }
+        if let Some(cdr) = self.cdr {
+            cdr.shutdown().await;
+        }
     }
 
     /// Runs until `signal` resolves, then shuts down.

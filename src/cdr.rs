@@ -378,7 +378,7 @@ fn run(rx: Receiver<Msg>, mut out: Output, interval: Duration) {
             break;
         }
         out.flush();
-        let due = last_sync.map_or(true, |t| t.elapsed() >= interval);
+        let due = last_sync.is_none_or(|t| t.elapsed() >= interval);
         if out.dirty && due {
             out.sync();
             last_sync = Some(Instant::now());

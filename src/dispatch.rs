@@ -183,10 +183,7 @@ impl Dispatcher {
         extra: impl FnOnce(&mut crate::sip::MessageBuilder),
     ) {
         if code >= 300 {
-            self.ep
-                .counters
-                .rejected_requests
-                .fetch_add(1, Ordering::Relaxed);
+            self.ep.count_rejected(code);
         }
         let tag = (req.msg.to_tag().is_none() && code > 100).then(|| stateless_tag(&req.msg));
         let mut b = req.response(code, reason, tag.as_deref());
@@ -303,10 +300,7 @@ impl Dispatcher {
         extra: impl FnOnce(&mut crate::sip::MessageBuilder),
     ) {
         if code >= 300 {
-            self.ep
-                .counters
-                .rejected_requests
-                .fetch_add(1, Ordering::Relaxed);
+            self.ep.count_rejected(code);
         }
         let tag = req.msg.to_tag().is_none().then(|| stateless_tag(&req.msg));
         let mut b = req.response(code, reason, tag.as_deref());
@@ -425,7 +419,13 @@ impl Dispatcher {
             Ok(u) => u,
             Err(e) => return self.reply(&req, e.status_code(), e.reason(), |_| {}),
         };
-        if self.ep.calls.len() >= self.ep.config.sip.max_calls {
+        if self.ep.draining.load(Ordering::Relaxed) {
+            return self.reply(&req, 503, "Service Unavailable", |b| {
+                b.header("Retry-After", "60");
+                b.header("Warning", "399 handover \"shutting down\"");
+            });
+        }
+        if self.ep.calls.len() >= self.ep.config().sip.max_calls {
             return self.reply(&req, 503, "Service Unavailable", |b| {
                 b.header("Retry-After", "5");
             });
@@ -434,7 +434,7 @@ impl Dispatcher {
             return;
         };
         let dialled = uri.user_str().to_owned();
-        let Some(target) = self.ep.config.target_for_number(&dialled) else {
+        let Some(target) = self.ep.config().target_for_number(&dialled) else {
             return self.reply(&req, 404, "Not Found", |b| {
                 b.header_fmt(
                     "Warning",
@@ -468,7 +468,8 @@ impl Dispatcher {
             return Some(Caller::Agent { id });
         }
         // A phone that does not register is known by its static contact's address.
-        let static_agent = self.ep.config.agents.iter().find(|a| {
+        let config = self.ep.config();
+        let static_agent = config.agents.iter().find(|a| {
             a.contact
                 .as_deref()
                 .and_then(|c| crate::sip::Uri::parse(c).ok())
@@ -478,7 +479,7 @@ impl Dispatcher {
         if let Some(a) = static_agent {
             return Some(Caller::Agent { id: a.id.clone() });
         }
-        if let Some(trunk) = self.ep.config.trunk_for_source(req.source.remote.ip()) {
+        if let Some(trunk) = self.ep.config().trunk_for_source(req.source.remote.ip()) {
             return Some(Caller::Customer {
                 trunk: trunk.name.clone(),
             });
@@ -488,7 +489,7 @@ impl Dispatcher {
             .from()
             .map(|f| f.uri.user_str().to_owned())
             .unwrap_or_default();
-        if self.ep.config.agent(&from_user).is_some() {
+        if self.ep.config().agent(&from_user).is_some() {
             let auth = self.ep.location().authenticate_agent(&req.msg, now);
             match auth {
                 AgentAuth::Agent(id) => return Some(Caller::Agent { id }),

@@ -34,6 +34,8 @@ pub struct Counters {
     pub rejected_requests: AtomicU64,
     /// Calls started since the server started.
     pub calls_started: AtomicU64,
+    /// Retransmissions sent by transactions (requests and responses).
+    pub retransmissions: AtomicU64,
     /// Calls with at least one leg still up (a call whose legs have all ended may keep its
     /// actor a little longer, absorbing retransmissions until its transactions end).
     pub active_calls: AtomicUsize,
@@ -56,7 +58,8 @@ impl Drop for TransactionCount {
 
 /// Shared server state.
 pub struct Endpoint {
-    pub config: Arc<Config>,
+    /// The config in force; replaced as a whole on reload (calls keep the `Arc` they took).
+    config: std::sync::RwLock<Arc<Config>>,
     pub timers: TimerConfig,
     transport: OnceLock<Transport>,
     pub calls: CallRegistry,
@@ -64,6 +67,14 @@ pub struct Endpoint {
     location: Mutex<Location>,
     pub counters: Counters,
     pub agent_events: broadcast::Sender<AgentStateChange>,
+    /// Live events for the control API (SSE).
+    pub events: crate::events::EventBus,
+    /// Where finished calls' CDRs go, when `[cdr] path` is set.
+    pub cdr: OnceLock<crate::cdr::CdrHandle>,
+    /// Outcome counters for metrics.
+    pub outcomes: Mutex<Outcomes>,
+    /// Shutting down: new calls are refused with 503.
+    pub draining: std::sync::atomic::AtomicBool,
     /// `Server`/`User-Agent` header value.
     pub user_agent: String,
 }
@@ -88,7 +99,7 @@ impl Endpoint {
         let (agent_events, _) = broadcast::channel(1024);
         Arc::new(Endpoint {
             user_agent: format!("handover/{}", env!("CARGO_PKG_VERSION")),
-            config,
+            config: std::sync::RwLock::new(config),
             timers,
             transport: OnceLock::new(),
             calls: CallRegistry::default(),
@@ -100,7 +111,21 @@ impl Endpoint {
             location: Mutex::new(location),
             counters: Counters::default(),
             agent_events,
+            events: crate::events::EventBus::new(crate::events::DEFAULT_CAPACITY),
+            cdr: OnceLock::new(),
+            outcomes: Mutex::new(Outcomes::default()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts `config` in force (reload). The caller checked it can be applied.
+    pub fn replace_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     pub fn set_transport(&self, transport: Transport) {
@@ -174,6 +199,11 @@ impl Endpoint {
         };
         for change in changes {
             tracing::info!(agent = %change.agent, from = %change.from, to = %change.to, "agent state");
+            self.events.publish(crate::events::Event::AgentState {
+                agent: change.agent.clone(),
+                from: change.from.to_string(),
+                to: change.to.to_string(),
+            });
             let _ = self.agent_events.send(change);
         }
         self.carry_out(actions);
@@ -277,6 +307,83 @@ impl Endpoint {
             .iter()
             .map(|a| (a.id.clone(), a.state(), a.skills.clone()))
             .collect()
+    }
+}
+
+impl Endpoint {
+    /// Reload (DESIGN.md §4, issue: "replaced without dropping a call"): agents, queues, IVR
+    /// flows, external numbers and transfer settings from `new`. Listen sockets and timers
+    /// need a restart, so a change to them is refused; so is a change to a queue while calls
+    /// wait in it (they would lose their place). On any error the old config stays.
+    pub fn reload(&self, new: Config) -> Result<(), Vec<String>> {
+        let old = self.config();
+        let mut errors = Vec::new();
+        if new.sip.listen != old.sip.listen {
+            errors.push("sip.listen: listen sockets change only on restart".to_owned());
+        }
+        if new.sip.timers() != old.sip.timers() || new.sip.domain != old.sip.domain {
+            errors.push("sip: timers and domain change only on restart".to_owned());
+        }
+        let now = tokio::time::Instant::now().into_std();
+        let waiting: Vec<String> = lock(&self.cc)
+            .queues
+            .status(now)
+            .into_iter()
+            .filter(|q| q.waiting > 0)
+            .map(|q| q.name)
+            .collect();
+        if !waiting.is_empty() && old.queues != new.queues {
+            errors.push(format!(
+                "queues: calls are waiting in {}; change queues when they are empty",
+                waiting.join(", ")
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let new = Arc::new(new);
+        self.location().reconfigure(&new);
+        self.with_cc(|cc, now| {
+            cc.agents.reconcile(
+                new.agents
+                    .iter()
+                    .map(|a| (a.id.as_str(), a.skills.clone(), a.contact.is_some())),
+                now,
+            );
+            if old.queues != new.queues {
+                cc.queues = QueueSet::new(&new.queues);
+            }
+            let ContactCentre { agents, queues, .. } = cc;
+            queues.agent_available(agents, now);
+        });
+        self.replace_config(new);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+}
+
+/// Counters by label, for metrics.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub calls: std::collections::BTreeMap<String, u64>,
+    pub transfers: std::collections::BTreeMap<(String, String), u64>,
+    pub rejected: std::collections::BTreeMap<String, u64>,
+}
+
+impl Endpoint {
+    pub fn outcomes(&self) -> MutexGuard<'_, Outcomes> {
+        lock(&self.outcomes)
+    }
+
+    /// Counts a request refused before reaching a call, by status code.
+    pub fn count_rejected(&self, code: u16) {
+        self.counters
+            .rejected_requests
+            .fetch_add(1, Ordering::Relaxed);
+        *lock(&self.outcomes)
+            .rejected
+            .entry(code.to_string())
+            .or_default() += 1;
     }
 }
 

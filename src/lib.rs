@@ -24,13 +24,17 @@
 //! - [`sdp`]: SDP validation and the line-preserving rewriter.
 //! - [`config`], [`cli`], [`app`]: configuration, command line, server lifecycle.
 
+pub mod api;
 pub mod app;
 pub mod call;
 pub mod cc;
+pub mod cdr;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dispatch;
 pub mod endpoint;
+pub mod events;
 pub mod incoming;
 pub mod location;
 pub mod registrar;

@@ -100,6 +100,21 @@ impl Location {
         }
     }
 
+    /// Reload: the agents' passwords and the registrar limits of `config`.
+    pub fn reconfigure(&mut self, config: &Config) {
+        self.passwords = config
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), a.password.clone()))
+            .collect();
+        self.limits = Limits {
+            min_expires: config.registrar.min_expires_s,
+            max_expires: config.registrar.max_expires_s,
+            default_expires: config.registrar.default_expires_s,
+            max_contacts: config.registrar.max_contacts_per_aor,
+        };
+    }
+
     fn challenge(&mut self, kind: ChallengeKind, stale: bool, now: Instant) -> RegistrarReply {
         let (code, reason, header) = match kind {
             ChallengeKind::Www => (401, "Unauthorized", "WWW-Authenticate"),

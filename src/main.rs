@@ -41,10 +41,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            let path = args.config.clone();
             runtime.block_on(async move {
-                match handover::app::start(config).await {
+                match handover::app::start_from(config, path).await {
                     Ok(server) => {
-                        server.run_until(shutdown_signal()).await;
+                        serve(server).await;
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -55,6 +56,43 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// How long calls may go on after SIGTERM before they are ended.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs until SIGTERM or Ctrl-C (graceful drain); SIGHUP reloads the config and reopens the
+/// CDR file.
+async fn serve(server: handover::app::RunningServer) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let stop = shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = hup.recv() => {
+                        server.reopen_cdr();
+                        match server.reload().await {
+                            Ok(()) => tracing::info!("SIGHUP: configuration reloaded, CDR file reopened"),
+                            Err(errors) => {
+                                for e in errors {
+                                    tracing::error!("SIGHUP: reload refused: {e}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            tracing::info!("shutting down");
+            return server.drain_and_shutdown(DRAIN).await;
+        }
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.drain_and_shutdown(DRAIN).await;
 }
 
 async fn shutdown_signal() {

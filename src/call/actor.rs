@@ -88,7 +88,20 @@ async fn run(
         caller = ?caller,
         "call started"
     );
+    let from = Call::describe(&req.msg);
+    let to = req.msg.request_uri_str().unwrap_or_default().to_owned();
     let mut call = Call::start(Arc::clone(&ep), key, req, caller, target, started);
+    call.started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    call.publish(crate::events::Event::CallStarted {
+        call_id: call.call_id(),
+        interaction_id: call.interaction_id.clone(),
+        direction: call.direction().to_owned(),
+        from,
+        to,
+    });
     flush(&ep, &mut call);
     let mut end_logged = false;
     // One timer for the call's whole life, moved only when the deadline changes: a new
@@ -100,7 +113,7 @@ async fn run(
     while !call.is_finished() {
         if !end_logged && call.all_legs_ended() {
             end_logged = true;
-            log_end(&call);
+            log_end(&mut call);
         }
         let deadline = call.next_deadline();
         if deadline != armed {
@@ -111,6 +124,7 @@ async fn run(
         tokio::select! {
             event = inbox.recv() => {
                 let at = now();
+                call.now = at;
                 match event {
                     Some(CallEvent::Request(req)) => call.on_request(*req, at),
                     Some(CallEvent::Response { msg, .. }) => call.on_response(*msg, at),
@@ -119,12 +133,19 @@ async fn run(
                     Some(CallEvent::QueueOfferTimeout { agent }) => call.on_queue_offer_timeout(&agent, at),
                     Some(CallEvent::QueueOverflow { target }) => call.on_queue_overflow(&target, at),
                     Some(CallEvent::QueueExpired) => call.on_queue_expired(at),
+                    Some(CallEvent::Query(reply)) => {
+                        let _ = reply.send(call.info());
+                    }
+                    Some(CallEvent::ApiTransfer { transfer, target, reply }) => {
+                        let _ = reply.send(call.api_transfer(transfer, target, at));
+                    }
                     None => break,
                 }
             }
             _ = &mut sleep, if armed.is_some() => {
                 armed = None;
-                call.handle_timeout(now());
+                call.now = now();
+                call.handle_timeout(call.now);
             }
         }
         flush(&ep, &mut call);
@@ -134,11 +155,12 @@ async fn run(
     // removes it at once; this also covers every other way out).
     ep.queue_leave(call.key);
     if !end_logged {
-        log_end(&call);
+        log_end(&mut call);
     }
 }
 
-fn log_end(call: &Call) {
+fn log_end(call: &mut Call) {
+    call.report_end();
     call.ep
         .counters
         .active_calls

@@ -86,6 +86,11 @@ pub struct Leg {
     pub invite: Option<OutgoingInvite>,
     /// The last ACK sent for a 2xx on this leg (re-sent for 2xx retransmissions).
     pub last_ack: Option<(u32, Bytes)>,
+    /// `customer`, `agent`, `ivr`, `external` (for CDRs and the control API).
+    pub role: &'static str,
+    pub created_at: Option<Instant>,
+    pub answered_at: Option<Instant>,
+    pub ended_at: Option<Instant>,
 }
 
 impl Leg {
@@ -105,6 +110,10 @@ impl Leg {
             talking: false,
             invite: Some(invite),
             last_ack: None,
+            role: "agent",
+            created_at: None,
+            answered_at: None,
+            ended_at: None,
         }
     }
 }
@@ -214,6 +223,15 @@ pub struct Call {
     ring_deadline: Option<Instant>,
     best_failure: Option<Failure>,
     pub started: Instant,
+    /// The time of the event being handled (set by the actor before each event), so that
+    /// leg timestamps need no clock read inside the core.
+    pub now: Instant,
+    /// Wall-clock time of `started`, for CDRs (unix ms).
+    pub started_unix_ms: u64,
+    /// The id that follows the customer across every transfer (the caller's Call-ID).
+    pub interaction_id: String,
+    /// Every transfer attempt of the call, for its CDR.
+    pub transfer_log: Vec<crate::cdr::CdrTransfer>,
     pub end_reason: Option<String>,
     outbox: Vec<(Destination, Bytes)>,
 }
@@ -250,6 +268,7 @@ impl Call {
         target: CallTarget,
         now: Instant,
     ) -> Call {
+        let caller_is_agent = matches!(caller, Caller::Agent { .. });
         let caller_agent = match &caller {
             Caller::Agent { id } => Some(id.clone()),
             Caller::Customer { .. } => None,
@@ -287,6 +306,10 @@ impl Call {
             ring_deadline: None,
             best_failure: None,
             started: now,
+            now,
+            started_unix_ms: 0,
+            interaction_id: req.msg.call_id().to_owned(),
+            transfer_log: Vec::new(),
             end_reason: None,
             outbox: Vec::with_capacity(4),
         };
@@ -299,6 +322,10 @@ impl Call {
             talking: false,
             invite: None,
             last_ack: None,
+            role: if caller_is_agent { "agent" } else { "customer" },
+            created_at: Some(now),
+            answered_at: None,
+            ended_at: None,
         });
 
         let server_key = TxnKey::Server {
@@ -335,7 +362,7 @@ impl Call {
             call.reject_caller(480, "Temporarily Unavailable", None, now);
             return call;
         }
-        let ring = Duration::from_secs(call.ep.config.sip.ring_timeout_s.max(1));
+        let ring = Duration::from_secs(call.ep.config().sip.ring_timeout_s.max(1));
         call.ring_deadline = Some(now + ring);
         for (uri, flow) in &target.contacts {
             call.add_callee(&target, uri, *flow, &offer, now);
@@ -353,7 +380,7 @@ impl Call {
         now: Instant,
     ) {
         let dialog = Dialog::outgoing(
-            call_id_for(self.key, &self.ep.config.sip.domain),
+            call_id_for(self.key, &self.ep.config().sip.domain),
             tag_for(self.key),
             target.presented_caller.clone(),
             target.party.clone(),
@@ -377,6 +404,10 @@ impl Call {
                 cancel: CancelState::No,
             }),
             last_ack: None,
+            role: target.role,
+            created_at: Some(now),
+            answered_at: None,
+            ended_at: None,
         };
         let mut b = leg
             .dialog
@@ -423,7 +454,7 @@ impl Call {
 
     /// Rings the callee legs for at most `[sip] ring_timeout_s`.
     pub(super) fn arm_ring_timeout(&mut self, now: Instant) {
-        let ring = Duration::from_secs(self.ep.config.sip.ring_timeout_s.max(1));
+        let ring = Duration::from_secs(self.ep.config().sip.ring_timeout_s.max(1));
         self.ring_deadline = Some(now + ring);
     }
 
@@ -544,6 +575,13 @@ impl Call {
             return;
         };
         l.state = state;
+        match state {
+            LegState::Confirmed if l.answered_at.is_none() => l.answered_at = Some(self.now),
+            LegState::Terminating | LegState::Ended if l.ended_at.is_none() => {
+                l.ended_at = Some(self.now)
+            }
+            _ => {}
+        }
         match state {
             LegState::Calling | LegState::Early => {}
             LegState::Confirmed => {
@@ -1043,13 +1081,18 @@ impl Call {
         });
         self.set_leg_state(CALLER, LegState::Confirmed);
         tracing::info!(call = self.key, callee_leg = leg, "call answered");
+        let agent = self.legs.get(leg).and_then(|l| l.agent.clone());
+        self.publish(crate::events::Event::CallAnswered {
+            call_id: self.call_id(),
+            agent,
+        });
     }
 
     fn callee_failed(&mut self, code: u16, reason: String, now: Instant) {
         let better = self
             .best_failure
             .as_ref()
-            .map_or(true, |f| failure_rank(code) < failure_rank(f.code));
+            .is_none_or(|f| failure_rank(code) < failure_rank(f.code));
         if better {
             self.best_failure = Some(Failure { code, reason });
         }
@@ -1105,6 +1148,16 @@ impl Call {
             };
             let leg = entry.leg;
             let actions = entry.machine.handle_timeout(now);
+            let resent = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Transmit(_)))
+                .count() as u64;
+            if resent > 0 {
+                self.ep
+                    .counters
+                    .retransmissions
+                    .fetch_add(resent, std::sync::atomic::Ordering::Relaxed);
+            }
             let dest = self.txn_destination(&key, leg);
             let rest = self.execute(&dest, actions);
             let mut terminated = false;

@@ -14,6 +14,7 @@ pub mod dialog;
 pub mod indialog;
 pub mod queueing;
 pub mod registry;
+pub mod report;
 pub mod transfer;
 
 use crate::incoming::IncomingRequest;
@@ -48,6 +49,14 @@ pub enum CallEvent {
     QueueOverflow { target: crate::config::Target },
     /// `max_wait_s` passed and there is no overflow: 480.
     QueueExpired,
+    /// The control API asks what the call looks like.
+    Query(tokio::sync::oneshot::Sender<crate::api::CallInfo>),
+    /// The control API asks for a transfer; the same policy as a REFER.
+    ApiTransfer {
+        transfer: crate::config::TransferType,
+        target: crate::config::Target,
+        reply: tokio::sync::oneshot::Sender<Result<(), crate::api::ApiError>>,
+    },
 }
 
 /// Who placed the call (DESIGN.md §2 "Who is calling").
@@ -74,4 +83,6 @@ pub struct CallTarget {
     pub headers: Vec<(&'static str, String)>,
     /// The skill queue to wait in instead of ringing anyone now.
     pub queue: Option<String>,
+    /// What the new leg is: `agent`, `ivr`, `external`, `queue` (CDRs, control API).
+    pub role: &'static str,
 }

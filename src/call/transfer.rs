@@ -26,6 +26,7 @@ use super::core::{Call, LegId, LegState, Purpose, TxnKey};
 use super::dialog::Dialog;
 use super::registry::{branch_for, call_id_for, tag_for};
 use crate::config::{Target, TransferType};
+use crate::events::Event;
 use crate::incoming::IncomingRequest;
 use crate::sdp::{set_direction, Direction as SdpDirection, LegSdpOrigin};
 use crate::sip::{HeaderName, Method, SipMessage};
@@ -121,6 +122,14 @@ impl TransferRun {
     }
 }
 
+/// Where a transfer request came from: a REFER (with its subscription and Referred-By) or
+/// the control API (neither).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub notify: bool,
+    pub referred_by: Option<String>,
+}
+
 /// `%XX` escapes of a URI user part decoded (a REFER may carry `%2A1` for `*1`).
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -202,7 +211,7 @@ impl Call {
         }
         let user = percent_decode(refer_to.uri.user_str());
         let param = refer_to.uri.param("transfer").flatten().map(str::to_owned);
-        let config = std::sync::Arc::clone(&self.ep.config);
+        let config = self.ep.config();
         let selection = match select(&config, &user, param.as_deref(), None) {
             Ok(s) => s,
             Err(e) => {
@@ -229,6 +238,13 @@ impl Call {
         let policy = match decide(&request, config.transfer.agent_hangup_during_conversation) {
             Ok(p) => p,
             Err(refusal) => {
+                let outcome = format!("refused:{}", refusal.rule);
+                self.log_transfer(
+                    selection.transfer.as_str(),
+                    &selection.target.to_string(),
+                    outcome.clone(),
+                );
+                self.transfer_outcome(&outcome);
                 let w = refusal.warning_header_value();
                 return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
             }
@@ -243,6 +259,27 @@ impl Call {
             .header(HeaderName::ReferredBy)
             .map(|v| v.into_owned());
         self.answer_with(leg, key, req, (202, "Accepted"), None, now);
+        let origin = Origin {
+            notify: wants_notify,
+            referred_by,
+        };
+        self.begin_transfer(leg, customer_leg, selection, policy, origin, now);
+    }
+
+    /// Carries out a transfer that passed the policy (from a REFER or the control API).
+    fn begin_transfer(
+        &mut self,
+        leg: LegId,
+        customer_leg: LegId,
+        selection: crate::transfer::Selection,
+        policy: Policy,
+        origin: Origin,
+        now: Instant,
+    ) {
+        let Origin {
+            notify: wants_notify,
+            referred_by,
+        } = origin;
         let agent_id = self.legs.get(leg).and_then(|l| l.agent.clone());
         tracing::info!(
             call = self.key,
@@ -268,6 +305,16 @@ impl Call {
             retry: None,
             agent_released: false,
             rebridge: None,
+        });
+        let (tt, tg) = (
+            selection.transfer.as_str().to_owned(),
+            selection.target.to_string(),
+        );
+        self.log_transfer(&tt, &tg, "pending".into());
+        self.publish(Event::TransferStarted {
+            call_id: self.call_id(),
+            transfer_type: tt,
+            target: tg,
         });
         self.notify("SIP/2.0 100 Trying", false, now);
         let presented = self
@@ -417,6 +464,7 @@ impl Call {
 
     /// The agent's release moment: NOTIFY 200 (terminated) and BYE its leg.
     fn release_agent(&mut self, now: Instant) {
+        self.transfer_released("policy");
         let Some(t) = self.transfer.as_mut() else {
             return;
         };
@@ -507,7 +555,7 @@ impl Call {
             return self.transfer_failed(480, "Temporarily Unavailable", now);
         };
         let dialog = Dialog::outgoing(
-            call_id_for(self.key, &self.ep.config.sip.domain),
+            call_id_for(self.key, &self.ep.config().sip.domain),
             tag_for(self.key),
             target.presented_caller.clone(),
             target.party.clone(),
@@ -532,6 +580,10 @@ impl Call {
         }
         let bytes = b.finish();
         let id = self.new_leg(dialog, target.agent.clone(), branch.clone(), uri, cseq);
+        if let Some(l) = self.legs.get_mut(id) {
+            l.role = target.role;
+            l.created_at = Some(self.now);
+        }
         let (machine, actions) =
             ClientInvite::new(bytes, reliability(flow.protocol), self.ep.timers, now);
         self.execute(&flow, actions);
@@ -543,7 +595,7 @@ impl Call {
         );
         let ring = self
             .ep
-            .config
+            .config()
             .transfer
             .ring_timeout()
             .max(Duration::from_secs(1));
@@ -593,6 +645,10 @@ impl Call {
                     first
                 });
                 if first && (status == 180 || status == 183) {
+                    self.publish(Event::TransferProgress {
+                        call_id: self.call_id(),
+                        status: 180,
+                    });
                     self.notify("SIP/2.0 180 Ringing", false, now);
                 }
             }
@@ -778,12 +834,14 @@ impl Call {
         tracing::info!(call = self.key, target_leg = target, "transfer bridged");
         if returning {
             // Hang-up transfer: the agent took the call back.
+            self.transfer_succeeded("agent answered the return call");
             self.unreserve_agent();
             self.transfer = None;
             return;
         }
         match release {
             ReleaseMoment::IvrAnswered => {
+                self.transfer_succeeded("IVR answered");
                 let agent = self.transfer.as_ref().and_then(|t| t.agent_id.clone());
                 self.notify("SIP/2.0 200 OK", true, now);
                 if let Some(agent) = agent {
@@ -796,6 +854,7 @@ impl Call {
             }
             _ => {
                 self.release_agent(now);
+                self.transfer_succeeded("target answered");
                 self.transfer = None;
             }
         }
@@ -813,6 +872,15 @@ impl Call {
         let target_leg = t.target_leg;
         let returning = self.reserved_agent.is_some();
         tracing::info!(call = self.key, code, "transfer failed");
+        self.transfer_outcome(&format!("failed:{code}"));
+        if let Some(last) = self.transfer_log.last() {
+            self.publish(Event::TransferFailed {
+                call_id: self.call_id(),
+                transfer_type: last.transfer_type.clone(),
+                target: last.target.clone(),
+                status: code,
+            });
+        }
         self.notify(&format!("SIP/2.0 {code} {reason}"), true, now);
         if let Some(target) = target_leg {
             if self
@@ -874,6 +942,10 @@ impl Call {
             // Rule 7: the agent leaving after the 202 never costs the customer.
             t.agent_gone = true;
             t.notify = None;
+            self.transfer_released("agent");
+            let Some(t) = self.transfer.as_mut() else {
+                return true;
+            };
             if matches!(t.kind, TransferType::Success | TransferType::Conversation) {
                 t.policy.on_target_failure = FailurePath::FallbackOrRelease;
             }
@@ -905,7 +977,7 @@ impl Call {
                 let user = percent_decode(r.uri.user_str());
                 let user = self
                     .ep
-                    .config
+                    .config()
                     .transfer
                     .split_prefix(&user)
                     .map(|(_, u)| u.to_owned())
@@ -952,6 +1024,16 @@ impl Call {
             self.bridge = None;
         }
         tracing::info!(call = self.key, agent = %agent, "IVR flow returned the call");
+        let agent_leg = self.transfer.as_ref().map(|t| t.agent_leg);
+        if let Some(agent_leg) = agent_leg.filter(|l| {
+            self.legs
+                .get(*l)
+                .is_some_and(|l| l.state == LegState::Confirmed)
+        }) {
+            // The agent leg is still up (an API-started transfer): re-INVITE it instead of
+            // calling the agent again.
+            return self.rebridge(agent_leg, customer, Goal::BackToAgent, now);
+        }
         let presented = self
             .legs
             .get(customer)
@@ -1180,13 +1262,15 @@ impl Call {
         match r.goal {
             Goal::CompleteConversation => {
                 tracing::info!(call = self.key, "conversation transfer completed");
+                self.transfer_succeeded("agent completed");
                 self.transfer = None;
             }
             Goal::BackToAgent => {
-                tracing::info!(
-                    call = self.key,
-                    "consultation ended; agent back with the customer"
-                );
+                tracing::info!(call = self.key, "agent back with the customer");
+                if self.reserved_agent.is_some() {
+                    self.transfer_succeeded("agent took the call back");
+                    self.unreserve_agent();
+                }
                 self.transfer = None;
             }
         }
@@ -1208,5 +1292,99 @@ impl Call {
     pub(super) fn queue_transfer_failed(&mut self, code: u16, reason: &str, now: Instant) {
         self.leave_queue();
         self.transfer_failed(code, reason, now);
+    }
+}
+
+impl Call {
+    /// The transfer reached its release moment (DESIGN.md §3 rule 8).
+    fn transfer_succeeded(&mut self, moment: &str) {
+        self.transfer_outcome("succeeded");
+        if let Some(last) = self.transfer_log.last() {
+            self.publish(Event::TransferSucceeded {
+                call_id: self.call_id(),
+                transfer_type: last.transfer_type.clone(),
+                target: last.target.clone(),
+                release_moment: moment.to_owned(),
+            });
+        }
+    }
+}
+
+impl Call {
+    /// The control API asks for a transfer (DESIGN.md §4): the same policy as a REFER, the
+    /// same refusals, no REFER subscription.
+    pub fn api_transfer(
+        &mut self,
+        transfer: TransferType,
+        target: Target,
+        now: Instant,
+    ) -> Result<(), crate::api::ApiError> {
+        use crate::api::ApiError;
+        let agent_leg = match self.caller {
+            super::Caller::Agent { .. } => super::core::CALLER,
+            super::Caller::Customer { .. } => self
+                .peer_of(super::core::CALLER)
+                .ok_or_else(|| ApiError::Conflict("the call is not connected".into()))?,
+        };
+        if self
+            .legs
+            .get(agent_leg)
+            .is_none_or(|l| l.agent.is_none() || l.state != LegState::Confirmed)
+        {
+            return Err(ApiError::Conflict(
+                "no agent is talking on this call".into(),
+            ));
+        }
+        if self.transfer.is_some() {
+            return Err(ApiError::Conflict(
+                "a transfer is already in progress".into(),
+            ));
+        }
+        let customer_leg = self
+            .peer_of(agent_leg)
+            .ok_or_else(|| ApiError::Conflict("the call is not connected".into()))?;
+        let config = self.ep.config();
+        let kind = TargetKind::of(&config, &target)
+            .ok_or_else(|| ApiError::NotFound(format!("target {target} is not configured")))?;
+        let direction = match self.caller {
+            super::Caller::Customer { .. } => crate::transfer::Direction::Inbound,
+            super::Caller::Agent { .. } => crate::transfer::Direction::AgentOutbound,
+        };
+        let request = PolicyRequest {
+            transfer,
+            target: kind,
+            direction,
+            history: History {
+                customer_left_during_conversation: self.customer_left_during_conversation,
+                from_ivr: false,
+            },
+        };
+        let policy = match decide(&request, config.transfer.agent_hangup_during_conversation) {
+            Ok(p) => p,
+            Err(refusal) => {
+                let outcome = format!("refused:{}", refusal.rule);
+                self.log_transfer(transfer.as_str(), &target.to_string(), outcome.clone());
+                self.transfer_outcome(&outcome);
+                return Err(ApiError::Refused {
+                    rule: refusal.rule,
+                    warning: refusal.warning.to_owned(),
+                });
+            }
+        };
+        let selection = crate::transfer::Selection {
+            transfer,
+            source: crate::transfer::TypeSource::Api,
+            dialled: target.to_string(),
+            target,
+        };
+        self.begin_transfer(
+            agent_leg,
+            customer_leg,
+            selection,
+            policy,
+            Origin::default(),
+            now,
+        );
+        Ok(())
     }
 }

@@ -151,6 +151,42 @@ impl AgentDirectory {
         self.agents.values()
     }
 
+    /// Reload: agents in `agents` are added or get their new skills (an agent keeps its
+    /// state and counters); agents no longer configured are removed.
+    pub fn reconcile<'a>(
+        &mut self,
+        agents: impl IntoIterator<Item = (&'a str, Vec<String>, bool)>,
+        now: Instant,
+    ) {
+        let mut keep = std::collections::HashSet::new();
+        for (id, skills, static_contact) in agents {
+            keep.insert(id.to_owned());
+            match self.agents.get_mut(id) {
+                Some(a) => {
+                    a.skills = skills;
+                    a.static_contact = static_contact;
+                }
+                None => {
+                    self.agents.insert(
+                        id.to_owned(),
+                        Agent {
+                            id: id.to_owned(),
+                            skills,
+                            static_contact,
+                            registered: false,
+                            not_ready: false,
+                            offers: 0,
+                            calls: 0,
+                            waiting: 0,
+                            idle_since: now,
+                        },
+                    );
+                }
+            }
+        }
+        self.agents.retain(|id, _| keep.contains(id));
+    }
+
     /// Applies `event` to agent `id`; returns the state change, if the state changed.
     pub fn apply(&mut self, id: &str, event: AgentEvent, now: Instant) -> Option<AgentStateChange> {
         let agent = self.agents.get_mut(id)?;

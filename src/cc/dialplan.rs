@@ -53,7 +53,7 @@ pub fn call_target(
     from_agent: bool,
     now: Instant,
 ) -> Result<CallTarget, Refuse> {
-    let config = &ep.config;
+    let config = &ep.config();
     let domain = &config.sip.domain;
     match target {
         Target::Agent(id) => {
@@ -85,6 +85,7 @@ pub fn call_target(
                 presented_caller,
                 headers: Vec::new(),
                 queue: None,
+                role: "agent",
             })
         }
         Target::Ivr(name) => {
@@ -108,6 +109,7 @@ pub fn call_target(
                 presented_caller,
                 headers: Vec::new(),
                 queue: None,
+                role: "ivr",
             })
         }
         Target::External(_) | Target::Number(_) => {
@@ -164,6 +166,7 @@ pub fn call_target(
                 presented_caller,
                 headers,
                 queue: None,
+                role: "external",
             })
         }
         Target::Queue(name) => {
@@ -177,6 +180,7 @@ pub fn call_target(
                 presented_caller,
                 headers: Vec::new(),
                 queue: Some(name.clone()),
+                role: "queue",
             })
         }
     }

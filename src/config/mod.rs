@@ -170,6 +170,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Bearer token for `/api/*`; `None` = no authentication (only allowed on loopback).
     pub token: Option<String>,
+    /// The control API runs only when the config has an `[http]` section.
+    pub enabled: bool,
 }
 
 impl Default for HttpConfig {
@@ -177,6 +179,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            enabled: false,
         }
     }
 }

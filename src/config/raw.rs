@@ -16,7 +16,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub registrar: RegistrarConfig,
     #[serde(default)]
-    pub http: RawHttp,
+    pub http: Option<RawHttp>,
     #[serde(default)]
     pub trunks: Vec<RawTrunk>,
     #[serde(default)]

@@ -116,7 +116,9 @@ fn toml_error(src: &str, e: &toml::de::Error) -> ConfigErrors {
 fn build(raw: RawConfig, issues: &mut Issues) -> Config {
     let sip = sip(raw.sip, issues);
     registrar(&raw.registrar, issues);
-    let http = http(raw.http, issues);
+    let http_enabled = raw.http.is_some();
+    let mut http = http(raw.http.unwrap_or_default(), issues);
+    http.enabled = http_enabled;
     let trunks: Vec<Trunk> = raw
         .trunks
         .into_iter()
@@ -337,6 +339,7 @@ fn http(raw: RawHttp, issues: &mut Issues) -> HttpConfig {
     HttpConfig {
         listen,
         token: raw.token,
+        enabled: true,
     }
 }
 

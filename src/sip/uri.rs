@@ -257,7 +257,7 @@ fn parse_tel(rest: &str) -> Result<Uri, ParseError> {
 
 fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, ParseError> {
     let q = rest.find('?');
-    let at = rest.find('@').filter(|&a| q.map_or(true, |q| a < q));
+    let at = rest.find('@').filter(|&a| q.is_none_or(|q| a < q));
     let (user, password, hostpart) = match at {
         Some(a) => {
             let userinfo = rest.get(..a).ok_or(ParseError::BadUri)?;

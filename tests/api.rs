@@ -1,0 +1,356 @@
+//! The operator surface over a real server: control API (auth, calls, agents, queues,
+//! transfer through the same policy as REFER), SSE events, Prometheus metrics, CDRs, reload
+//! and graceful drain (DESIGN.md §4).
+
+mod ua;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use handover::sip::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ua::call::establish_with;
+use ua::harness::{assert_idle, customer_sdp, invite, Ids, T};
+use ua::{branch, tag, UdpUa};
+
+const TOKEN: &str = "s3cret";
+
+/// One HTTP/1.1 request; returns (status, body).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn http_section(cdr: &std::path::Path) -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[cdr]\npath = \"{}\"\nflush_ms = 20\n",
+        cdr.display()
+    )
+}
+
+fn agent_2002(port: u16) -> String {
+    format!(
+        "[[agents]]\nid = \"2002\"\npassword = \"pass2002\"\nskills = [\"sales\"]\ncontact = \"sip:2002@127.0.0.1:{port}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_events_metrics_and_cdr_follow_a_call_and_an_api_transfer() {
+    let dir = std::env::temp_dir().join(format!("handover-api-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cdr = dir.join("cdr.jsonl");
+    let mut target = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2002").await;
+    let extra = format!("{}\n{}", agent_2002(target.port()), http_section(&cdr));
+
+    // Subscribe to the events before the call: start the server through establish_with and
+    // read the SSE stream in the background.
+    let mut call = establish_with(&extra).await;
+    target.server = call.agent.server;
+    let api = call.server.http_addr().expect("[http] configured");
+
+    // Auth: 401 without or with a wrong token; /health open.
+    assert_eq!(http(api, "GET", "/api/calls", None, None).await.0, 401);
+    assert_eq!(
+        http(api, "GET", "/api/calls", Some("wrong"), None).await.0,
+        401
+    );
+    assert_eq!(http(api, "GET", "/health", None, None).await.0, 200);
+
+    let sse = tokio::spawn(async move {
+        let mut s = TcpStream::connect(api).await.unwrap();
+        let req =
+            format!("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !seen.contains("call_ended") && tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The call is listed with its legs.
+    let (status, body) = http(api, "GET", "/api/calls", Some(TOKEN), None).await;
+    assert_eq!(status, 200, "{body}");
+    let calls: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let call_id = calls[0]["id"].as_str().expect("one call").to_owned();
+    assert_eq!(calls[0]["state"], "connected");
+    assert_eq!(calls[0]["legs"].as_array().unwrap().len(), 2);
+    let (status, one) = http(
+        api,
+        "GET",
+        &format!("/api/calls/{call_id}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        http(api, "GET", "/api/calls/999999", Some(TOKEN), None)
+            .await
+            .0,
+        404
+    );
+
+    // Agents and their states.
+    let (status, body) = http(api, "GET", "/api/agents", Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    let agents: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let state_of = |id: &str| {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["state"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(state_of("2001").as_deref(), Some("talking"));
+    assert_eq!(state_of("2002").as_deref(), Some("idle"));
+
+    // A refused transfer through the API: the same rule as a REFER, the call unchanged.
+    let path = format!("/api/calls/{call_id}/transfer");
+    let (status, body) = http(
+        api,
+        "POST",
+        &path,
+        Some(TOKEN),
+        Some(r#"{"type":"hangup","target":"agent:2002"}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["rule"], 1);
+
+    // A success transfer through the API: no REFER subscription, same bridging.
+    let (status, body) = http(
+        api,
+        "POST",
+        &path,
+        Some(TOKEN),
+        Some(r#"{"type":"success","target":"agent:2002"}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let hold = call.cust.expect_request(Method::Invite, T).await;
+    assert!(ua::body_text(&hold).contains("a=sendonly"));
+    call.cust
+        .reply(
+            &hold,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &customer_sdp(2, "recvonly"))),
+        )
+        .await;
+    call.cust.expect_request(Method::Ack, T).await;
+    let inv = target.expect_request(Method::Invite, T).await;
+    let ttag = tag();
+    target
+        .reply(
+            &inv,
+            200,
+            Some(&ttag),
+            &[],
+            Some(("application/sdp", &ua::harness::agent_sdp(7, "sendrecv"))),
+        )
+        .await;
+    let bridge = call.cust.expect_request(Method::Invite, T).await;
+    call.cust
+        .reply(
+            &bridge,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &customer_sdp(3, "sendrecv"))),
+        )
+        .await;
+    call.cust.expect_request(Method::Ack, T).await;
+    target.expect_request(Method::Ack, T).await;
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    call.agent.reply(&bye, 200, None, &[], None).await;
+
+    // Hang up through the API: both remaining legs get BYE.
+    let (status, _) = http(
+        api,
+        "POST",
+        &format!("/api/calls/{call_id}/hangup"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let b1 = call.cust.expect_request(Method::Bye, T).await;
+    call.cust.reply(&b1, 200, None, &[], None).await;
+    let b2 = target.expect_request(Method::Bye, T).await;
+    target.reply(&b2, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+
+    // Events: agent states, transfer started/succeeded, call ended.
+    let seen = sse.await.unwrap();
+    for e in [
+        "event: call_ended",
+        "event: agent_state",
+        "event: transfer_started",
+        "event: transfer_succeeded",
+    ] {
+        assert!(seen.contains(e), "missing {e} in:\n{seen}");
+    }
+
+    // Metrics after the run.
+    let (status, metrics) = http(api, "GET", "/metrics", Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("handover_active_calls 0"), "{metrics}");
+    assert!(
+        metrics.contains(r#"handover_transfers_total{type="success",outcome="succeeded"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"handover_transfers_total{type="hangup",outcome="refused"} 1"#),
+        "{metrics}"
+    );
+
+    // The CDR of the call: parties, both transfer attempts, who released the agent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(&cdr).unwrap();
+    let line = text.lines().last().expect("a CDR line");
+    let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(rec["call_id"], call_id.as_str());
+    assert_eq!(rec["direction"], "inbound");
+    assert_eq!(rec["transfers"][0]["outcome"], "refused:1");
+    assert_eq!(rec["transfers"][1]["outcome"], "succeeded");
+    assert_eq!(rec["transfers"][1]["released_by"], "policy");
+    assert!(rec["transfers"][1]["agent_released_ms"].as_u64().is_some());
+    assert_eq!(rec["legs"].as_array().unwrap().len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_state_reload_and_drain() {
+    let dir = std::env::temp_dir().join(format!("handover-api-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cdr = dir.join("cdr.jsonl");
+    let base = ua::harness::config("127.0.0.1/32", None, "");
+    let toml = format!("{base}\n{}", http_section(&cdr));
+    let path = dir.join("handover.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let config = handover::config::Config::from_toml_str(&toml).unwrap();
+    let server = handover::app::start_from(config, Some(path.clone()))
+        .await
+        .unwrap();
+    let api = server.http_addr().unwrap();
+
+    // not_ready and back.
+    let (s, body) = http(
+        api,
+        "PUT",
+        "/api/agents/1001/state",
+        Some(TOKEN),
+        Some(r#"{"state":"not_ready"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("\"logged_out\"") || body.contains("not_ready"),
+        "{body}"
+    );
+    assert_eq!(
+        http(
+            api,
+            "PUT",
+            "/api/agents/9999/state",
+            Some(TOKEN),
+            Some(r#"{"state":"idle"}"#)
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Reload with a new agent: the API shows it; an invalid file is refused, the old config stays.
+    std::fs::write(
+        &path,
+        format!("{toml}\n[[agents]]\nid = \"1009\"\npassword = \"p\"\nskills = [\"x\"]\n"),
+    )
+    .unwrap();
+    let (s, body) = http(api, "POST", "/api/reload", Some(TOKEN), None).await;
+    assert_eq!(s, 200, "{body}");
+    let (_, agents) = http(api, "GET", "/api/agents", Some(TOKEN), None).await;
+    assert!(agents.contains("\"1009\""), "{agents}");
+    std::fs::write(
+        &path,
+        format!("{toml}\n[[agents]]\nid = \"1009\"\npasword = \"typo\"\n"),
+    )
+    .unwrap();
+    let (s, body) = http(api, "POST", "/api/reload", Some(TOKEN), None).await;
+    assert_eq!(s, 422, "{body}");
+    let (_, agents) = http(api, "GET", "/api/agents", Some(TOKEN), None).await;
+    assert!(
+        agents.contains("\"1009\""),
+        "the old config stays: {agents}"
+    );
+
+    // Queues endpoint answers (none configured here).
+    assert_eq!(
+        http(api, "GET", "/api/queues", Some(TOKEN), None).await.0,
+        200
+    );
+
+    // Drain: new calls get 503 with Retry-After.
+    let udp = server.sip_addr(handover::transport::Protocol::Udp).unwrap();
+    let ep = server.endpoint().clone();
+    ep.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut cust = UdpUa::bind(udp, "cust").await;
+    cust.send_raw(&invite(
+        "1001",
+        &Ids::new(),
+        &[],
+        &customer_sdp(1, "sendrecv"),
+    ))
+    .await;
+    let r = cust.expect_status(503, T).await;
+    assert!(r.header_named("Retry-After").is_some());
+    assert_eq!(http(api, "GET", "/health", None, None).await.0, 503);
+    let _ = branch();
+    server.drain_and_shutdown(Duration::from_millis(100)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
