@@ -1,0 +1,213 @@
+//! SIP core behaviours checked with the in-process UA: registration expiry logs an agent
+//! out, a direct call that nobody answers ends with 480 after the ring timeout (the agent's
+//! INVITE is CANCELled), UPDATE is relayed inside a call, a second REFER while one runs is
+//! 491, and the binary's command line (check-config, --version).
+
+mod ua;
+
+use std::time::Duration;
+
+use handover::registrar::{compute_response, DigestCredentials};
+use handover::sip::{HeaderName, Method};
+use ua::call::establish_with;
+use ua::harness::{assert_idle, customer_sdp, invite, start, Ids, T};
+use ua::{branch, must_header, tag, UdpUa};
+
+/// REGISTER as `user` with `expires`, answering the digest challenge.
+async fn register(
+    ua: &mut UdpUa,
+    user: &str,
+    password: &str,
+    expires: u32,
+) -> handover::sip::SipMessage {
+    let cid = ua::call_id();
+    let ftag = tag();
+    let request = |cseq: u32, auth: Option<String>| {
+        let mut lines = vec![
+            format!("REGISTER sip:test.local SIP/2.0"),
+            format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+            "Max-Forwards: 70".to_owned(),
+            format!("From: <sip:{user}@test.local>;tag={ftag}"),
+            format!("To: <sip:{user}@test.local>"),
+            format!("Call-ID: {cid}"),
+            format!("CSeq: {cseq} REGISTER"),
+            format!("Contact: <sip:{user}@{{ip}}:{{port}}>;expires={expires}"),
+        ];
+        if let Some(a) = auth {
+            lines.push(format!("Authorization: {a}"));
+        }
+        lines.push("Content-Length: 0".to_owned());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        ua::wire(&refs, "")
+    };
+    ua.send_raw(&request(1, None)).await;
+    let challenge = ua.expect_status(401, T).await;
+    let www = challenge
+        .header_values(HeaderName::WwwAuthenticate)
+        .map(|v| v.into_owned())
+        .find(|v| v.contains("MD5"))
+        .expect("an MD5 challenge");
+    let param = |name: &str| {
+        let i = www.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        www[i..].split('"').next().unwrap().to_owned()
+    };
+    let (nonce, opaque) = (param("nonce"), param("opaque"));
+    let draft = format!(
+        "Digest username=\"{user}\", realm=\"test.local\", nonce=\"{nonce}\", uri=\"sip:test.local\", response=\"0\", algorithm=MD5, cnonce=\"abc\", qop=auth, nc=00000001, opaque=\"{opaque}\""
+    );
+    let creds = DigestCredentials::parse(&draft).unwrap();
+    let response = compute_response(&creds, "REGISTER", password);
+    let auth = draft.replace("response=\"0\"", &format!("response=\"{response}\""));
+    ua.send_raw(&request(2, Some(auth))).await;
+    ua.expect_status(200, T).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_expiry_logs_the_agent_out() {
+    let toml = ua::harness::config("127.0.0.1/32", None, "")
+        .replace("[registrar]\n", "[registrar]\nmin_expires_s = 1\n");
+    let (server, udp, _) = start(&toml).await;
+    let mut phone = UdpUa::bind(udp, "1001").await;
+    let ok = register(&mut phone, "1001", "pass1001", 1).await;
+    assert!(must_header(&ok, HeaderName::Contact).contains("expires=1"));
+    assert_eq!(server.agent_state("1001").as_deref(), Some("idle"));
+    assert_eq!(server.stats().registrations, 1);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(server.agent_state("1001").as_deref(), Some("logged_out"));
+    assert_eq!(server.stats().registrations, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_direct_call_ends_with_480_after_the_ring_timeout() {
+    let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
+    let toml = ua::harness::config("127.0.0.1/32", Some(agent.port()), "ring_timeout_s = 1");
+    let (server, udp, _) = start(&toml).await;
+    agent.server = udp;
+    let mut cust = UdpUa::bind(udp, "cust").await;
+    cust.send_raw(&invite(
+        "2001",
+        &Ids::new(),
+        &[],
+        &customer_sdp(1, "sendrecv"),
+    ))
+    .await;
+    let inv = agent.expect_request(Method::Invite, T).await;
+    let t = tag();
+    agent.reply(&inv, 180, Some(&t), &[], None).await;
+    cust.expect_status(180, T).await;
+    let cancel = agent
+        .expect_request(Method::Cancel, Duration::from_secs(3))
+        .await;
+    agent.reply(&cancel, 200, None, &[], None).await;
+    agent.reply(&inv, 487, Some(&t), &[], None).await;
+    agent.expect_request(Method::Ack, T).await;
+    let r = cust.expect_status(480, T).await;
+    assert_eq!(r.reason(), Some("No Answer"));
+    assert_idle(&server).await;
+    assert_eq!(server.agent_state("2001").as_deref(), Some("idle"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_is_relayed_with_sdp_and_a_second_refer_gets_491() {
+    let target = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2002").await;
+    let extra = format!(
+        "[[agents]]\nid = \"2002\"\npassword = \"p\"\nskills = [\"sales\"]\ncontact = \"sip:2002@127.0.0.1:{}\"\n",
+        target.port()
+    );
+    let mut call = establish_with(&extra).await;
+    // UPDATE from the customer with a new offer: relayed with handover's o= on the agent leg.
+    let offer = customer_sdp(2, "sendrecv");
+    let text = call.cust_request(
+        "UPDATE",
+        2,
+        &branch(),
+        &["Content-Type: application/sdp"],
+        &offer,
+    );
+    call.cust.send_raw(&text).await;
+    let upd = call.agent.expect_request(Method::Update, T).await;
+    let body = ua::body_text(&upd);
+    assert_eq!(ua::sdp_line(&body, "m="), ua::sdp_line(&offer, "m="));
+    assert_ne!(ua::sdp_line(&body, "o="), ua::sdp_line(&offer, "o="));
+    call.agent
+        .reply(
+            &upd,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &ua::harness::agent_sdp(2, "sendrecv"))),
+        )
+        .await;
+    let ok = call.cust.expect_response(Method::Update, 200, T).await;
+    assert!(ua::body_text(&ok).contains("m=audio 42000"));
+
+    // A REFER while another runs is 491 (RFC 3515 allows one at a time here).
+    let r1 = call.agent_request_with(
+        "REFER",
+        1,
+        &branch(),
+        &["Refer-To: <sip:2002@test.local;transfer=success>"],
+        "",
+    );
+    call.agent.send_raw(&r1).await;
+    call.agent.expect_response(Method::Refer, 202, T).await;
+    let r2 = call.agent_request_with(
+        "REFER",
+        2,
+        &branch(),
+        &["Refer-To: <sip:2002@test.local;transfer=success>"],
+        "",
+    );
+    call.agent.send_raw(&r2).await;
+    call.agent.expect_response(Method::Refer, 491, T).await;
+    drop(target);
+}
+
+#[test]
+fn check_config_and_version_from_the_binary() {
+    let bin = env!("CARGO_BIN_EXE_handover");
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+
+    let dir = std::env::temp_dir().join(format!("handover-cli-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"x.local\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["check-config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"x.local\"\n\n[[agents]]\nid = \"1\"\npasword = \"x\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":7:") && err.contains("pasword"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
