@@ -434,6 +434,24 @@ impl Dispatcher {
             return;
         };
         let dialled = uri.user_str().to_owned();
+        let looks_like_number = !dialled.is_empty()
+            && dialled
+                .trim_start_matches('+')
+                .chars()
+                .all(|c| c.is_ascii_digit());
+        if matches!(caller, Caller::Agent { .. })
+            && looks_like_number
+            && self.ep.config().target_for_number(&dialled).is_none()
+        {
+            // Toll-fraud guard (DESIGN.md §2): an agent may dial only configured external
+            // numbers and numbers matching `[external] adhoc_patterns`.
+            return self.reply(&req, 403, "Forbidden", |b| {
+                b.header_fmt(
+                    "Warning",
+                    format_args!("399 handover \"{dialled} is not an allowed external number\""),
+                );
+            });
+        }
         let Some(target) = self.ep.config().target_for_number(&dialled) else {
             return self.reply(&req, 404, "Not Found", |b| {
                 b.header_fmt(

@@ -96,6 +96,7 @@ impl Endpoint {
         );
         let location = Location::new(&config, now);
         let queues = config.queues.clone();
+        let wrap_up = config.transfer.wrap_up();
         let (agent_events, _) = broadcast::channel(1024);
         Arc::new(Endpoint {
             user_agent: format!("handover/{}", env!("CARGO_PKG_VERSION")),
@@ -106,6 +107,7 @@ impl Endpoint {
             cc: Mutex::new(ContactCentre {
                 queues: QueueSet::new(&queues),
                 agents,
+                wrap_up,
                 changes: Vec::new(),
             }),
             location: Mutex::new(location),
@@ -285,13 +287,19 @@ impl Endpoint {
         });
     }
 
-    /// Queue timers (ring timeouts, max waits); the next deadline.
+    /// Queue timers (ring timeouts, max waits) and wrap-up ends; the next deadline.
     pub fn queue_timeouts(&self) -> Option<Instant> {
         self.with_cc(|cc, now| {
             if cc.queues.next_deadline().is_some_and(|d| d <= now) {
                 cc.queues.handle_timeout(now);
             }
-            cc.queues.next_deadline()
+            for agent in cc.agents.wrap_up_due(now) {
+                cc.apply(&agent, AgentEvent::WrapUpEnded, now);
+            }
+            [cc.queues.next_deadline(), cc.agents.next_wrap_up_end()]
+                .into_iter()
+                .flatten()
+                .min()
         })
     }
 
@@ -344,6 +352,7 @@ impl Endpoint {
         let new = Arc::new(new);
         self.location().reconfigure(&new);
         self.with_cc(|cc, now| {
+            cc.wrap_up = new.transfer.wrap_up();
             cc.agents.reconcile(
                 new.agents
                     .iter()
@@ -392,12 +401,24 @@ impl Endpoint {
 pub struct ContactCentre {
     pub agents: AgentDirectory,
     pub queues: QueueSet,
+    /// `[transfer] wrap_up_s`.
+    pub wrap_up: std::time::Duration,
     changes: Vec<AgentStateChange>,
 }
 
 impl ContactCentre {
     /// Applies an agent event; an agent that became idle is offered waiting calls at once.
     pub fn apply(&mut self, id: &str, event: AgentEvent, now: Instant) {
+        // DESIGN.md §2: after a call the agent goes to wrap_up for `wrap_up_s`, then idle.
+        let event = match event {
+            AgentEvent::CallEnded if !self.wrap_up.is_zero() && self.agents.calls(id) == 1 => {
+                let _ = self
+                    .agents
+                    .apply(id, AgentEvent::WrapUpUntil(now + self.wrap_up), now);
+                AgentEvent::CallEnded
+            }
+            e => e,
+        };
         if let Some(change) = self.agents.apply(id, event, now) {
             let idle = change.to == AgentState::Idle;
             self.changes.push(change);

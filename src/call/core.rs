@@ -1044,7 +1044,9 @@ impl Call {
         self.bridge = Some((CALLER, leg));
         if let Some(agent) = self.queue_offer.take() {
             self.ep.queue_offer_answered(self.key, &agent);
-            self.queued = None;
+            if let Some(q) = self.queued.take() {
+                self.queue_left(q, "answered");
+            }
         }
         self.phase = Phase::Connected;
         self.ring_deadline = None;

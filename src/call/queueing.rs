@@ -42,6 +42,11 @@ impl Call {
                     position = admitted.position,
                     "queued"
                 );
+                self.publish(crate::events::Event::QueueJoined {
+                    queue: queue.to_owned(),
+                    call_id: self.call_id(),
+                    position: admitted.position,
+                });
                 if let Some(key) = self.caller_invite_key() {
                     self.respond_server(&key, 180, "Ringing", None, now, |_| {});
                 }
@@ -57,9 +62,22 @@ impl Call {
 
     /// Leaves the queue at once (caller gone, call answered elsewhere, call ending).
     pub fn leave_queue(&mut self) {
-        if self.queued.take().is_some() || self.queue_offer.take().is_some() {
+        let queue = self.queued.take();
+        if queue.is_some() || self.queue_offer.take().is_some() {
             self.ep.queue_leave(self.key);
         }
+        if let Some(queue) = queue {
+            self.queue_left(queue, "abandoned");
+        }
+    }
+
+    /// Publishes that the call left `queue` (`answered`, `abandoned`, `overflow`, `expired`).
+    pub(super) fn queue_left(&self, queue: String, outcome: &str) {
+        self.publish(crate::events::Event::QueueLeft {
+            queue,
+            call_id: self.call_id(),
+            outcome: outcome.to_owned(),
+        });
     }
 
     /// The queue offers this call to `agent`: ring its contacts (or, for a transfer to a
@@ -130,7 +148,9 @@ impl Call {
 
     /// `max_wait_s` passed: the overflow target (a queue, an IVR flow, an agent).
     pub fn on_queue_overflow(&mut self, target: &Target, now: Instant) {
-        self.queued = None;
+        if let Some(q) = self.queued.take() {
+            self.queue_left(q, "overflow");
+        }
         if self.transfer.is_some() {
             return self.queue_transfer_failed(480, "Temporarily Unavailable", now);
         }
@@ -163,7 +183,9 @@ impl Call {
 
     /// `max_wait_s` passed without an overflow target.
     pub fn on_queue_expired(&mut self, now: Instant) {
-        self.queued = None;
+        if let Some(q) = self.queued.take() {
+            self.queue_left(q, "expired");
+        }
         if self.transfer.is_some() {
             return self.queue_transfer_failed(480, "Temporarily Unavailable", now);
         }

@@ -168,6 +168,10 @@ impl Call {
                 return self.ivr_refer(leg, key, req, now);
             }
         }
+        let is_ivr_leg = self.legs.get(leg).is_some_and(|l| l.role == "ivr");
+        if is_ivr_leg && self.transfer.is_none() {
+            return self.ivr_sends_on(leg, key, req, now);
+        }
         let is_agent_leg = self.legs.get(leg).is_some_and(|l| l.agent.is_some());
         if !is_agent_leg {
             return self.refuse_refer(
@@ -665,7 +669,9 @@ impl Call {
                 }
                 if let Some(agent) = self.queue_offer.take() {
                     self.ep.queue_offer_answered(self.key, &agent);
-                    self.queued = None;
+                    if let Some(q) = self.queued.take() {
+                        self.queue_left(q, "answered");
+                    }
                 }
                 let offer = msg.body();
                 let hold_pending = match self.transfer.as_mut() {
@@ -1386,5 +1392,59 @@ impl Call {
             now,
         );
         Ok(())
+    }
+}
+
+impl Call {
+    /// An IVR flow reached directly by the customer sends the call on (DESIGN.md §2, the
+    /// contact-centre issue): by REFER to a number that resolves in the dial plan to an
+    /// agent or a queue, as a release transfer. Anything else from an IVR is refused (rule 1:
+    /// an IVR flow cannot transfer to another device).
+    fn ivr_sends_on(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
+        let config = self.ep.config();
+        let target = match req.msg.refer_to() {
+            Ok(Some(r)) => config.target_for_number(&percent_decode(r.uri.user_str())),
+            _ => return self.answer_with(leg, key, req, (400, "Bad Refer-To"), None, now),
+        };
+        let customer_leg = match self.peer_of(leg) {
+            Some(c) => c,
+            None => {
+                return self.refuse_refer(leg, key, req, 403, "no connected call to transfer", now)
+            }
+        };
+        let (target, kind) = match target {
+            Some(t @ Target::Agent(_)) => (t, TargetKind::Agent),
+            Some(t @ Target::Queue(_)) => (t, TargetKind::Queue),
+            _ => {
+                let w = crate::transfer::REFUSE_IVR_TRANSFER.warning_header_value();
+                return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
+            }
+        };
+        let request = PolicyRequest {
+            transfer: TransferType::Release,
+            target: kind,
+            direction: crate::transfer::Direction::Inbound,
+            history: History::default(),
+        };
+        let Ok(policy) = decide(&request, config.transfer.agent_hangup_during_conversation) else {
+            let w = crate::transfer::REFUSE_IVR_TRANSFER.warning_header_value();
+            return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
+        };
+        let referred_by = req
+            .msg
+            .header(HeaderName::ReferredBy)
+            .map(|v| v.into_owned());
+        self.answer_with(leg, key, req, (202, "Accepted"), None, now);
+        let selection = crate::transfer::Selection {
+            transfer: TransferType::Release,
+            source: crate::transfer::TypeSource::GlobalDefault,
+            dialled: target.to_string(),
+            target,
+        };
+        let origin = Origin {
+            notify: true,
+            referred_by,
+        };
+        self.begin_transfer(leg, customer_leg, selection, policy, origin, now);
     }
 }

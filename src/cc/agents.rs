@@ -61,6 +61,8 @@ pub struct Agent {
     offers: u32,
     calls: u32,
     waiting: u32,
+    /// In wrap-up after a call until this time (`[transfer] wrap_up_s`).
+    wrap_up_until: Option<Instant>,
     /// When the agent last became idle: queues offer to the longest-idle agent.
     pub idle_since: Instant,
 }
@@ -75,6 +77,8 @@ impl Agent {
             AgentState::Waiting
         } else if self.offers > 0 {
             AgentState::Ringing
+        } else if self.wrap_up_until.is_some() {
+            AgentState::WrapUp
         } else if self.not_ready {
             AgentState::NotReady
         } else {
@@ -100,6 +104,9 @@ pub enum AgentEvent {
     OfferEnded,
     CallStarted,
     CallEnded,
+    /// Wrap-up after a call, until the given time (`[transfer] wrap_up_s`).
+    WrapUpUntil(Instant),
+    WrapUpEnded,
     /// Reserved for a call that will come back (hang-up transfer).
     WaitingStarted,
     WaitingEnded,
@@ -131,6 +138,7 @@ impl AgentDirectory {
                         offers: 0,
                         calls: 0,
                         waiting: 0,
+                        wrap_up_until: None,
                         idle_since: now,
                     },
                 )
@@ -178,6 +186,7 @@ impl AgentDirectory {
                             offers: 0,
                             calls: 0,
                             waiting: 0,
+                            wrap_up_until: None,
                             idle_since: now,
                         },
                     );
@@ -185,6 +194,25 @@ impl AgentDirectory {
             }
         }
         self.agents.retain(|id, _| keep.contains(id));
+    }
+
+    /// Agents whose wrap-up is over at `now`.
+    pub fn wrap_up_due(&self, now: Instant) -> Vec<String> {
+        self.agents
+            .values()
+            .filter(|a| a.wrap_up_until.is_some_and(|t| t <= now))
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
+    /// The earliest end of a wrap-up.
+    pub fn next_wrap_up_end(&self) -> Option<Instant> {
+        self.agents.values().filter_map(|a| a.wrap_up_until).min()
+    }
+
+    /// Calls the agent is in right now.
+    pub fn calls(&self, id: &str) -> u32 {
+        self.agents.get(id).map_or(0, |a| a.calls)
     }
 
     /// Applies `event` to agent `id`; returns the state change, if the state changed.
@@ -198,6 +226,8 @@ impl AgentDirectory {
             AgentEvent::OfferEnded => agent.offers = agent.offers.saturating_sub(1),
             AgentEvent::CallStarted => agent.calls = agent.calls.saturating_add(1),
             AgentEvent::CallEnded => agent.calls = agent.calls.saturating_sub(1),
+            AgentEvent::WrapUpUntil(until) => agent.wrap_up_until = Some(until),
+            AgentEvent::WrapUpEnded => agent.wrap_up_until = None,
             AgentEvent::WaitingStarted => agent.waiting = agent.waiting.saturating_add(1),
             AgentEvent::WaitingEnded => agent.waiting = agent.waiting.saturating_sub(1),
             AgentEvent::SetNotReady(on) => agent.not_ready = on,
@@ -267,6 +297,22 @@ mod tests {
         d.apply("1001", AgentEvent::CallEnded, now);
         assert_eq!(d.state("1001"), Some(AgentState::NotReady));
         d.apply("1001", AgentEvent::SetNotReady(false), now);
+        assert_eq!(d.state("1001"), Some(AgentState::Idle));
+    }
+
+    #[test]
+    fn wrap_up_holds_the_agent_until_it_ends() {
+        let mut d = directory();
+        let now = Instant::now();
+        d.apply("1001", AgentEvent::LoggedIn, now);
+        d.apply("1001", AgentEvent::CallStarted, now);
+        d.apply("1001", AgentEvent::CallEnded, now);
+        let until = now + std::time::Duration::from_secs(5);
+        d.apply("1001", AgentEvent::WrapUpUntil(until), now);
+        assert_eq!(d.state("1001"), Some(AgentState::WrapUp));
+        assert!(d.wrap_up_due(now).is_empty());
+        assert_eq!(d.wrap_up_due(until), vec!["1001".to_owned()]);
+        d.apply("1001", AgentEvent::WrapUpEnded, until);
         assert_eq!(d.state("1001"), Some(AgentState::Idle));
     }
 
