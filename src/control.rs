@@ -106,11 +106,11 @@ impl Control for ControlPlane {
                 .ok_or_else(|| ApiError::NotFound(format!("no call {id}")))?;
             let (tx, rx) = oneshot::channel();
             handle
-                .deliver(CallEvent::ApiTransfer {
+                .deliver(CallEvent::ApiTransfer(Box::new(crate::call::ApiTransfer {
                     transfer,
                     target: target.clone(),
                     reply: tx,
-                })
+                })))
                 .map_err(|_| ApiError::Unavailable("the call is busy".into()))?;
             tokio::time::timeout(CALL_QUERY_TIMEOUT, rx)
                 .await

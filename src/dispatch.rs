@@ -13,9 +13,8 @@
 //! answered statelessly: the same request gets the same answer, and an ACK for a refused
 //! INVITE has nothing to match and is dropped.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,7 +23,7 @@ use crate::call::registry::{key_from_branch, key_from_tag, DeliverError};
 use crate::call::{spawn_call, CallEvent, CallTarget, Caller};
 use crate::cc::agents::AgentEvent;
 use crate::config::Target;
-use crate::endpoint::{Endpoint, TransactionCount};
+use crate::endpoint::Endpoint;
 use crate::incoming::IncomingRequest;
 use crate::location::AgentAuth;
 use crate::registrar::Transition;
@@ -35,19 +34,9 @@ use crate::transport::{FramingError, Inbound, InboundSink, Protocol, Source};
 /// Option tags handover supports in `Require` (RFC 3261 §8.2.2.3).
 const SUPPORTED: &[&str] = &["replaces", "norefersub"];
 
-/// Bound on the dispatcher's own transactions (REGISTER/OPTIONS retransmission absorption).
-const MAX_LOCAL_TRANSACTIONS: usize = 16_384;
-
-struct LocalTxn {
-    machine: ServerNonInvite,
-    dest: crate::transport::Destination,
-    _count: TransactionCount,
-}
-
 /// Routes inbound messages; the transport's sink.
 pub struct Dispatcher {
     ep: Arc<Endpoint>,
-    local: Mutex<HashMap<Box<str>, LocalTxn>>,
 }
 
 impl InboundSink for Dispatcher {
@@ -69,14 +58,7 @@ fn now() -> Instant {
 
 impl Dispatcher {
     pub fn new(ep: Arc<Endpoint>) -> Arc<Self> {
-        Arc::new(Dispatcher {
-            ep,
-            local: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, LocalTxn>> {
-        self.local.lock().unwrap_or_else(|p| p.into_inner())
+        Arc::new(Dispatcher { ep })
     }
 
     /// RFC 3261 §18.3: a stream message without Content-Length, or too large, is answered
@@ -154,17 +136,14 @@ impl Dispatcher {
         }
     }
 
-    fn on_response(&self, msg: SipMessage, source: Source) {
+    fn on_response(&self, msg: SipMessage, _source: Source) {
         let call = msg
             .branch()
             .and_then(key_from_branch)
             .and_then(|k| self.ep.calls.get(k));
         match call {
             Some(handle) => {
-                let _ = handle.deliver(CallEvent::Response {
-                    msg: Box::new(msg),
-                    source,
-                });
+                let _ = handle.deliver(CallEvent::Response(Box::new(msg)));
             }
             None => {
                 self.ep
@@ -201,7 +180,9 @@ impl Dispatcher {
             let call = key_from_tag(tag).and_then(|k| self.ep.calls.get(k));
             match call {
                 Some(handle) => self.deliver(handle, req),
-                None if method == Method::Ack => {}
+                None if method == Method::Ack => {
+                    self.absorb_retransmission(&req);
+                }
                 None => {
                     if !self.absorb_retransmission(&req) {
                         self.answer_local(req, 481, "Call/Transaction Does Not Exist", |_| {});
@@ -260,7 +241,7 @@ impl Dispatcher {
             }
             Err(DeliverError::Gone) => {
                 if let Some(req) = copy {
-                    self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {});
+                    answer_orphan(&self.ep, &req);
                 }
             }
         }
@@ -268,27 +249,20 @@ impl Dispatcher {
 
     // ------------------------------------------------------------------ local transactions
 
-    fn local_key(req: &IncomingRequest) -> Box<str> {
-        let branch = req.msg.branch().unwrap_or_default();
-        format!("{}|{}|{}", branch, req.source.remote, req.msg.cseq().method).into()
-    }
-
-    /// A retransmission of a request the dispatcher already answered gets the same answer.
+    /// A retransmission of a request answered by the dispatcher (or by a call that has
+    /// ended since) gets the same answer; an ACK completes a lingering INVITE transaction.
     fn absorb_retransmission(&self, req: &IncomingRequest) -> bool {
-        let key = Self::local_key(req);
-        let mut local = self.local();
-        let Some(txn) = local.get_mut(&key) else {
-            return false;
-        };
-        let actions = txn.machine.on_request();
-        let dest = txn.dest;
-        drop(local);
-        for action in actions {
-            if let Action::Transmit(bytes) = action {
-                self.ep.send(&dest, bytes);
-            }
-        }
-        true
+        let key = linger_key(
+            req.msg.branch(),
+            req.source.remote,
+            req.msg.cseq().method == Method::Invite || req.msg.method() == Some(&Method::Ack),
+        );
+        self.ep.lingering().absorb(
+            &key,
+            req.msg.method() == Some(&Method::Ack),
+            now(),
+            &self.ep,
+        )
     }
 
     /// Answers `req` through a non-INVITE server transaction of the dispatcher.
@@ -323,44 +297,19 @@ impl Dispatcher {
             }
         }
         if !actions.is_terminated() {
-            let mut local = self.local();
-            if local.len() < MAX_LOCAL_TRANSACTIONS {
-                let count = self.ep.count_transaction();
-                local.insert(
-                    Self::local_key(&req),
-                    LocalTxn {
-                        machine,
-                        dest,
-                        _count: count,
-                    },
-                );
-            }
+            let key = linger_key(req.msg.branch(), req.source.remote, false);
+            let count = self.ep.count_transaction();
+            self.ep.lingering().insert(key, machine.into(), dest, count);
         }
     }
 
-    /// Fires the dispatcher's transaction timers; returns the next deadline.
+    /// Fires the timers of the transactions no call owns; returns the next deadline.
     pub fn handle_timeouts(&self, now: Instant) -> Option<Instant> {
-        let mut local = self.local();
-        let mut sends = Vec::new();
-        local.retain(|_, txn| {
-            if txn.machine.next_deadline().is_some_and(|d| d <= now) {
-                for action in txn.machine.handle_timeout(now) {
-                    if let Action::Transmit(bytes) = action {
-                        sends.push((txn.dest, bytes));
-                    }
-                }
-            }
-            !txn.machine.is_terminated()
-        });
-        let next = local
-            .values()
-            .filter_map(|t| t.machine.next_deadline())
-            .min();
-        drop(local);
+        let sends = self.ep.lingering().handle_timeouts(now);
         for (dest, bytes) in sends {
             self.ep.send(&dest, bytes);
         }
-        next
+        self.ep.lingering().next_deadline()
     }
 
     // ------------------------------------------------------------------ REGISTER
@@ -425,7 +374,7 @@ impl Dispatcher {
                 b.header("Warning", "399 handover \"shutting down\"");
             });
         }
-        if self.ep.calls.len() >= self.ep.config().sip.max_calls {
+        if self.ep.counters.active_calls.load(Ordering::Relaxed) >= self.ep.config().sip.max_calls {
             return self.reply(&req, 503, "Service Unavailable", |b| {
                 b.header("Retry-After", "5");
             });
@@ -568,6 +517,29 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// A request for a call that has just ended: a retransmission the call's lingering
+/// transactions absorb, else 481 (ACKs are dropped).
+pub fn answer_orphan(ep: &Endpoint, req: &IncomingRequest) {
+    let is_ack = req.msg.method() == Some(&Method::Ack);
+    let invite = is_ack || req.msg.cseq().method == Method::Invite;
+    let key = linger_key(req.msg.branch(), req.source.remote, invite);
+    if ep.lingering().absorb(&key, is_ack, now(), ep) || is_ack {
+        return;
+    }
+    ep.count_rejected(481);
+    let tag = req.msg.to_tag().is_none().then(|| stateless_tag(&req.msg));
+    let mut b = req.response(481, "Call/Transaction Does Not Exist", tag.as_deref());
+    b.header("Server", &ep.user_agent);
+    ep.send(&req.response_destination(), b.finish());
+}
+
+/// The key of a transaction no call owns: branch, source address and INVITE-or-not (ACK
+/// and an INVITE share a key; CANCEL shares the INVITE's branch but not its kind).
+pub fn linger_key(branch: Option<&str>, remote: std::net::SocketAddr, invite: bool) -> Box<str> {
+    let kind = if invite { 'I' } else { 'N' };
+    format!("{}|{remote}|{kind}", branch.unwrap_or_default()).into()
 }
 
 /// The To tag of a response sent without a transaction: the same request always gets the same

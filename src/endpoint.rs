@@ -75,6 +75,10 @@ pub struct Endpoint {
     pub outcomes: Mutex<Outcomes>,
     /// Shutting down: new calls are refused with 503.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Server transactions no call owns any more: the dispatcher's own (REGISTER, OPTIONS,
+    /// 481s) and those of calls that have ended, absorbing retransmissions until their
+    /// timers run out, so a finished call's actor can go at once.
+    lingering: Mutex<Lingering>,
     /// `Server`/`User-Agent` header value.
     pub user_agent: String,
 }
@@ -117,6 +121,7 @@ impl Endpoint {
             cdr: OnceLock::new(),
             outcomes: Mutex::new(Outcomes::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
+            lingering: Mutex::new(Lingering::default()),
         })
     }
 
@@ -228,11 +233,11 @@ impl Endpoint {
                     ring_timeout,
                 } => (
                     call,
-                    CallEvent::QueueOffer {
+                    CallEvent::QueueOffer(Box::new(crate::call::QueueOffer {
                         agent,
                         queue,
                         ring_timeout,
-                    },
+                    })),
                 ),
                 QueueAction::OfferTimeout { call, agent } => {
                     (call, CallEvent::QueueOfferTimeout { agent })
@@ -368,6 +373,104 @@ impl Endpoint {
         self.replace_config(new);
         tracing::info!("configuration reloaded");
         Ok(())
+    }
+}
+
+impl Endpoint {
+    pub fn lingering(&self) -> MutexGuard<'_, Lingering> {
+        lock(&self.lingering)
+    }
+}
+
+/// Bound on lingering transactions.
+const MAX_LINGERING: usize = 262_144;
+
+struct LingeringTxn {
+    machine: crate::transaction::Transaction,
+    dest: Destination,
+    _count: TransactionCount,
+}
+
+/// Transactions kept only to absorb retransmissions (see [`Endpoint::lingering`]).
+#[derive(Default)]
+pub struct Lingering {
+    txns: std::collections::HashMap<Box<str>, LingeringTxn>,
+}
+
+impl Lingering {
+    pub fn insert(
+        &mut self,
+        key: Box<str>,
+        machine: crate::transaction::Transaction,
+        dest: Destination,
+        count: TransactionCount,
+    ) {
+        if self.txns.len() < MAX_LINGERING && !machine.is_terminated() {
+            self.txns.insert(
+                key,
+                LingeringTxn {
+                    machine,
+                    dest,
+                    _count: count,
+                },
+            );
+        }
+    }
+
+    /// Answers a retransmitted request (or takes an ACK) for a lingering transaction.
+    pub fn absorb(&mut self, key: &str, ack: bool, now: Instant, ep: &Endpoint) -> bool {
+        use crate::transaction::{Action, Transaction};
+        let Some(txn) = self.txns.get_mut(key) else {
+            return false;
+        };
+        let actions = match (&mut txn.machine, ack) {
+            (Transaction::ServerInvite(m), true) => m.on_ack(now),
+            (Transaction::ServerInvite(m), false) => m.on_request(),
+            (Transaction::ServerNonInvite(m), false) => m.on_request(),
+            _ => return ack,
+        };
+        let dest = txn.dest;
+        for action in actions {
+            if let Action::Transmit(bytes) = action {
+                ep.send(&dest, bytes);
+            }
+        }
+        if txn.machine.is_terminated() {
+            self.txns.remove(key);
+        }
+        true
+    }
+
+    /// Fires due timers; what to send.
+    pub fn handle_timeouts(&mut self, now: Instant) -> Vec<(Destination, Bytes)> {
+        use crate::transaction::Action;
+        let mut sends = Vec::new();
+        self.txns.retain(|_, txn| {
+            if txn.machine.next_deadline().is_some_and(|d| d <= now) {
+                for action in txn.machine.handle_timeout(now) {
+                    if let Action::Transmit(bytes) = action {
+                        sends.push((txn.dest, bytes));
+                    }
+                }
+            }
+            !txn.machine.is_terminated()
+        });
+        sends
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.txns
+            .values()
+            .filter_map(|t| t.machine.next_deadline())
+            .min()
+    }
+
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
     }
 }
 

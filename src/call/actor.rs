@@ -115,6 +115,9 @@ async fn run(
             end_logged = true;
             log_end(&mut call);
         }
+        if end_logged && call.hand_over_lingering() {
+            break;
+        }
         let deadline = call.next_deadline();
         if deadline != armed {
             armed = deadline;
@@ -127,17 +130,18 @@ async fn run(
                 call.now = at;
                 match event {
                     Some(CallEvent::Request(req)) => call.on_request(*req, at),
-                    Some(CallEvent::Response { msg, .. }) => call.on_response(*msg, at),
+                    Some(CallEvent::Response(msg)) => call.on_response(*msg, at),
                                         Some(CallEvent::Hangup { reason }) => call.hangup_all(&reason, at),
-                    Some(CallEvent::QueueOffer { agent, queue, .. }) => call.on_queue_offer(&agent, &queue, at),
+                    Some(CallEvent::QueueOffer(offer)) => call.on_queue_offer(&offer.agent, &offer.queue, at),
                     Some(CallEvent::QueueOfferTimeout { agent }) => call.on_queue_offer_timeout(&agent, at),
                     Some(CallEvent::QueueOverflow { target }) => call.on_queue_overflow(&target, at),
                     Some(CallEvent::QueueExpired) => call.on_queue_expired(at),
                     Some(CallEvent::Query(reply)) => {
                         let _ = reply.send(call.info());
                     }
-                    Some(CallEvent::ApiTransfer { transfer, target, reply }) => {
-                        let _ = reply.send(call.api_transfer(transfer, target, at));
+                    Some(CallEvent::ApiTransfer(t)) => {
+                        let t = *t;
+                        let _ = t.reply.send(call.api_transfer(t.transfer, t.target, at));
                     }
                     None => break,
                 }
@@ -149,6 +153,14 @@ async fn run(
             }
         }
         flush(&ep, &mut call);
+    }
+    // Whatever is still in the inbox arrived for a call that is over: retransmissions are
+    // absorbed by the lingering transactions, anything else gets 481.
+    inbox.close();
+    while let Ok(event) = inbox.try_recv() {
+        if let CallEvent::Request(req) = event {
+            crate::dispatch::answer_orphan(&ep, &req);
+        }
     }
     call.release_agents();
     // A call never stays in a queue after its actor (DESIGN.md §2: hang-up while queued

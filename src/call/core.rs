@@ -169,7 +169,7 @@ pub struct TxnEntry {
     pub leg: LegId,
     pub machine: Transaction,
     pub purpose: Purpose,
-    _count: TransactionCount,
+    pub(super) _count: TransactionCount,
 }
 
 /// Whether the caller has been answered.
@@ -524,6 +524,65 @@ impl Call {
     /// `true` when every leg has ended (transactions may still absorb retransmissions).
     pub fn all_legs_ended(&self) -> bool {
         self.legs.iter().all(|l| l.state == LegState::Ended)
+    }
+
+    /// Once every leg has ended and no transaction waits for an answer, hands the server
+    /// transactions that still absorb retransmissions to the endpoint's lingering table and
+    /// drops the rest (their timers only absorb), so the actor can end at once instead of
+    /// living on for 64·T1. Returns `true` when it did.
+    pub fn hand_over_lingering(&mut self) -> bool {
+        if !self.all_legs_ended() {
+            return false;
+        }
+        let busy = self.txns.values().any(|e| match &e.machine {
+            Transaction::ServerInvite(m) => m.state() == ServerInviteState::Proceeding,
+            Transaction::ServerNonInvite(m) => matches!(
+                m.state(),
+                crate::transaction::ServerNonInviteState::Trying
+                    | crate::transaction::ServerNonInviteState::Proceeding
+            ),
+            Transaction::ClientInvite(m) => matches!(
+                m.state(),
+                ClientInviteState::Calling | ClientInviteState::Proceeding
+            ),
+            Transaction::ClientNonInvite(m) => matches!(
+                m.state(),
+                crate::transaction::ClientNonInviteState::Trying
+                    | crate::transaction::ClientNonInviteState::Proceeding
+            ),
+            Transaction::Uas2xx(_) => false,
+        });
+        if busy {
+            return false;
+        }
+        let txns = std::mem::take(&mut self.txns);
+        let mut lingering = self.ep.lingering();
+        for (key, entry) in txns {
+            let TxnKey::Server {
+                leg,
+                branch,
+                invite,
+            } = key
+            else {
+                continue;
+            };
+            let keep = match &entry.machine {
+                Transaction::ServerInvite(m) => matches!(
+                    m.state(),
+                    ServerInviteState::Completed | ServerInviteState::Confirmed
+                ),
+                Transaction::ServerNonInvite(_) => true,
+                _ => false,
+            };
+            let Some(flow) = self.legs.get(leg).map(|l| l.dialog.flow) else {
+                continue;
+            };
+            if keep {
+                let key = crate::dispatch::linger_key(Some(&branch), flow.addr, invite);
+                lingering.insert(key, entry.machine, flow, entry._count);
+            }
+        }
+        true
     }
 
     /// `true` when every leg has ended and every transaction has terminated.

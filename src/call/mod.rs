@@ -19,7 +19,6 @@ pub mod transfer;
 
 use crate::incoming::IncomingRequest;
 use crate::sip::SipMessage;
-use crate::transport::Source;
 
 pub use actor::spawn_call;
 pub use registry::{CallHandle, CallKey, CallRegistry};
@@ -30,19 +29,13 @@ pub enum CallEvent {
     /// A request for one of the call's dialogs (or its initial INVITE's retransmission or
     /// CANCEL).
     Request(Box<IncomingRequest>),
-    /// A response to one of the call's client transactions.
-    Response {
-        msg: Box<SipMessage>,
-        source: Source,
-    },
+    /// A response to one of the call's client transactions (boxed: an inbox slot stays
+    /// small, and every call's inbox allocates a block of slots up front).
+    Response(Box<SipMessage>),
     /// Operator or shutdown: end the call now, with this Reason text.
     Hangup { reason: String },
     /// The queue offers the waiting call to `agent` (DESIGN.md §2).
-    QueueOffer {
-        agent: String,
-        queue: String,
-        ring_timeout: std::time::Duration,
-    },
+    QueueOffer(Box<QueueOffer>),
     /// The offer to `agent` rang too long: cancel it.
     QueueOfferTimeout { agent: String },
     /// `max_wait_s` passed: go to the queue's overflow target.
@@ -52,11 +45,23 @@ pub enum CallEvent {
     /// The control API asks what the call looks like.
     Query(tokio::sync::oneshot::Sender<crate::api::CallInfo>),
     /// The control API asks for a transfer; the same policy as a REFER.
-    ApiTransfer {
-        transfer: crate::config::TransferType,
-        target: crate::config::Target,
-        reply: tokio::sync::oneshot::Sender<Result<(), crate::api::ApiError>>,
-    },
+    ApiTransfer(Box<ApiTransfer>),
+}
+
+/// A queue's offer of the call to an agent.
+#[derive(Debug)]
+pub struct QueueOffer {
+    pub agent: String,
+    pub queue: String,
+    pub ring_timeout: std::time::Duration,
+}
+
+/// A transfer asked for through the control API.
+#[derive(Debug)]
+pub struct ApiTransfer {
+    pub transfer: crate::config::TransferType,
+    pub target: crate::config::Target,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), crate::api::ApiError>>,
 }
 
 /// Who placed the call (DESIGN.md §2 "Who is calling").
