@@ -210,6 +210,8 @@ pub struct Call {
     pub call_data: Vec<(String, String)>,
     /// A resume re-INVITE answered 491, to send again (RFC 3261 §14.1).
     pub unhold_retry: Option<(Instant, LegId)>,
+    /// A resume to send once the pending hold re-INVITE on this leg has its final response.
+    pub unhold_after_hold: Option<LegId>,
     /// Rule 4 (DESIGN.md §3): customer 1 left during a conversation transfer, so the agent,
     /// now with customer 2, may not transfer to an external number.
     pub customer_left_during_conversation: bool,
@@ -299,6 +301,7 @@ impl Call {
             reserved_agent: None,
             call_data: Vec::new(),
             unhold_retry: None,
+            unhold_after_hold: None,
             customer_left_during_conversation: false,
             queued: None,
             queue_offer: None,

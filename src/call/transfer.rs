@@ -784,6 +784,11 @@ impl Call {
                 if ready {
                     self.start_bridge(now);
                 }
+                if self.unhold_after_hold == Some(leg) {
+                    self.unhold_after_hold = None;
+                    let offer = self.direction_offer(leg, SdpDirection::SendRecv);
+                    self.local_reinvite(leg, offer, Reinvite::Unhold, now);
+                }
             }
             (Reinvite::Bridge, 200..=299) => self.bridge_completed(leg, msg.body(), now),
             (Reinvite::Bridge, 491) => {
@@ -876,6 +881,7 @@ impl Call {
             (t.customer_leg, t.agent_leg, t.agent_gone, t.agent_released);
         let path = t.policy.on_target_failure;
         let target_leg = t.target_leg;
+        let hold_pending = t.hold_pending;
         let returning = self.reserved_agent.is_some();
         tracing::info!(call = self.key, code, "transfer failed");
         self.transfer_outcome(&format!("failed:{code}"));
@@ -912,8 +918,14 @@ impl Call {
         );
         if agent_there && back_to_agent && !returning {
             self.bridge = Some((customer, agent_leg));
-            let offer = self.direction_offer(customer, SdpDirection::SendRecv);
-            self.local_reinvite(customer, offer, Reinvite::Unhold, now);
+            if hold_pending {
+                // One INVITE transaction at a time on a dialog (RFC 3261 §14.1): resume
+                // once the hold re-INVITE has its final response.
+                self.unhold_after_hold = Some(customer);
+            } else {
+                let offer = self.direction_offer(customer, SdpDirection::SendRecv);
+                self.local_reinvite(customer, offer, Reinvite::Unhold, now);
+            }
         } else {
             // Release path: no fallback target configured for this call, so the customer is
             // released with the reason (DESIGN.md §3, release row).
