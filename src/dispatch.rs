@@ -103,10 +103,9 @@ impl Dispatcher {
             match IncomingRequest::new(msg, source) {
                 Ok(req) => self.on_request(req),
                 Err(_) => {
-                    self.ep
-                        .counters
-                        .parse_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                    // A top Via that does not parse: answer 400 where the request came from
+                    // (RFC 4475 §3.1.2.x expects 400, not silence).
+                    self.on_parse_error(&data, ParseError::BadHeader(HeaderName::Via), source);
                 }
             }
         } else {
@@ -205,6 +204,9 @@ impl Dispatcher {
                 if self.absorb_retransmission(&req) {
                     return;
                 }
+                if self.check_request(&req).is_none() {
+                    return;
+                }
                 if method == Method::Register {
                     self.on_register(req);
                 } else {
@@ -225,6 +227,37 @@ impl Dispatcher {
                 b.header("Allow", crate::call::core::ALLOW);
             }),
         }
+    }
+
+    /// RFC 3261 §8.2.1–8.2.2 checks every new request gets (ACK and CANCEL aside): the
+    /// Request-URI scheme (416), From and To (400), `Require` (420). The Request-URI on
+    /// success; `None` when the request was answered.
+    fn check_request(&self, req: &IncomingRequest) -> Option<crate::sip::Uri> {
+        let msg = &req.msg;
+        let uri = match msg.request_uri() {
+            Ok(u) => u,
+            Err(e) => {
+                self.reply(req, e.status_code(), e.reason(), |_| {});
+                return None;
+            }
+        };
+        if msg.from().is_err() || msg.to().is_err() {
+            self.reply(req, 400, "Bad From or To", |_| {});
+            return None;
+        }
+        let unsupported: Vec<String> = msg
+            .option_tags(HeaderName::Require)
+            .into_iter()
+            .filter(|t| !SUPPORTED.contains(&t.as_str()))
+            .collect();
+        if !unsupported.is_empty() {
+            let list = unsupported.join(", ");
+            self.reply(req, 420, "Bad Extension", |b| {
+                b.header("Unsupported", &list);
+            });
+            return None;
+        }
+        Some(uri)
     }
 
     fn deliver(&self, handle: crate::call::CallHandle, req: IncomingRequest) {
@@ -350,23 +383,8 @@ impl Dispatcher {
             Ok(_) => {}
             Err(e) => return self.reply(&req, 400, e.reason(), |_| {}),
         }
-        let unsupported: Vec<String> = msg
-            .option_tags(HeaderName::Require)
-            .into_iter()
-            .filter(|t| !SUPPORTED.contains(&t.as_str()))
-            .collect();
-        if !unsupported.is_empty() {
-            let list = unsupported.join(", ");
-            return self.reply(&req, 420, "Bad Extension", |b| {
-                b.header("Unsupported", &list);
-            });
-        }
-        if msg.from().is_err() || msg.to().is_err() {
-            return self.reply(&req, 400, "Bad From or To", |_| {});
-        }
-        let uri = match msg.request_uri() {
-            Ok(u) => u,
-            Err(e) => return self.reply(&req, e.status_code(), e.reason(), |_| {}),
+        let Some(uri) = self.check_request(&req) else {
+            return;
         };
         if self.ep.draining.load(Ordering::Relaxed) {
             return self.reply(&req, 503, "Service Unavailable", |b| {

@@ -258,6 +258,10 @@ impl SipMessage {
             };
             if slot.is_none() {
                 *slot = Some(*e);
+            } else if e.name != HeaderName::Via {
+                // RFC 3261 §7.3.1 / RFC 4475 §3.1.2.19: From, To, Call-ID and CSeq are
+                // single-valued; two of them make the request ambiguous.
+                return Err(ParseError::BadHeader(e.name));
             }
         }
         let via = via.ok_or(ParseError::MissingHeader(HeaderName::Via))?;

@@ -256,8 +256,9 @@ fn parse_tel(rest: &str) -> Result<Uri, ParseError> {
 }
 
 fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, ParseError> {
-    let q = rest.find('?');
-    let at = rest.find('@').filter(|&a| q.is_none_or(|q| a < q));
+    // RFC 3261 §25.1: `?` may appear in a user part (user-unreserved), while `@` may not
+    // appear unescaped in URI headers, so the first `@` always ends the userinfo.
+    let at = rest.find('@');
     let (user, password, hostpart) = match at {
         Some(a) => {
             let userinfo = rest.get(..a).ok_or(ParseError::BadUri)?;
