@@ -620,3 +620,119 @@ async fn customer_leaving_during_consultation_leaves_the_agent_with_the_target_a
     assert_idle(&call.server).await;
     assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
 }
+
+/// The agent places its own consultation call to 2002 through handover (as a softphone does
+/// for an attended transfer). Returns (Call-ID, agent's tag, handover's tag) of that dialog
+/// as the agent sees it, and the target's INVITE and tag.
+async fn agent_consults(
+    call: &mut Call,
+    target: &mut UdpUa,
+) -> (String, String, String, SipMessage, String) {
+    let cid = ua::call_id();
+    let atag = tag();
+    let inv = ua::wire(
+        &[
+            "INVITE sip:2002@{server} SIP/2.0",
+            &format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+            "Max-Forwards: 70",
+            &format!("From: <sip:2001@test.local>;tag={atag}"),
+            "To: <sip:2002@test.local>",
+            &format!("Call-ID: {cid}"),
+            "CSeq: 1 INVITE",
+            "Contact: <sip:2001@{ip}:{port}>",
+            "Content-Type: application/sdp",
+            "Content-Length: {len}",
+        ],
+        &agent_sdp(10, "sendrecv"),
+    );
+    call.agent.send_raw(&inv).await;
+    let tinv = target.expect_request(Method::Invite, T).await;
+    let ttag = tag();
+    target
+        .reply(
+            &tinv,
+            200,
+            Some(&ttag),
+            &[],
+            Some(("application/sdp", &target_sdp())),
+        )
+        .await;
+    let ok = call.agent.expect_response(Method::Invite, 200, T).await;
+    let htag = ok.to_tag().unwrap().to_owned();
+    let ack = ua::wire(
+        &[
+            &format!(
+                "ACK {} SIP/2.0",
+                ua::harness::contact_uri(&must_header(&ok, HeaderName::Contact))
+            ),
+            &format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+            "Max-Forwards: 70",
+            &format!("From: <sip:2001@test.local>;tag={atag}"),
+            &format!("To: <sip:2002@test.local>;tag={htag}"),
+            &format!("Call-ID: {cid}"),
+            "CSeq: 1 ACK",
+            "Content-Length: 0",
+        ],
+        "",
+    );
+    call.agent.send_raw(&ack).await;
+    target.expect_request(Method::Ack, T).await;
+    (cid, atag, htag, tinv, ttag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attended_transfer_with_replaces_joins_the_customer_and_the_consulted_target() {
+    let mut target = target_ua("2002").await;
+    let mut call = establish_with(&agent_2002(target.port())).await;
+    target.server = call.agent.server;
+    let (cid, atag, htag, tinv, _ttag) = agent_consults(&mut call, &mut target).await;
+    assert_eq!(call.server.stats().active_calls, 2);
+
+    // REFER on the customer's dialog naming the consultation dialog (pjsua's form).
+    let replaces = format!("{cid}%3Bto-tag%3D{htag}%3Bfrom-tag%3D{atag}");
+    let refer_to = format!("<sip:2002@test.local?Require=replaces&Replaces={replaces}>");
+    refer(&mut call, 1, &refer_to, &[]).await;
+    expect_notify(&mut call, 100, false).await;
+    // The consulted target is asked for a fresh offer, which goes to the customer.
+    let fetch = target.expect_request(Method::Invite, T).await;
+    assert_eq!(
+        fetch.call_id(),
+        tinv.call_id(),
+        "the target keeps its dialog"
+    );
+    assert!(fetch.body().is_empty());
+    target
+        .reply(
+            &fetch,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &target_sdp())),
+        )
+        .await;
+    let bridge = customer_takes_reinvite(&mut call, "sendrecv", "sendrecv", 2).await;
+    assert_eq!(
+        sdp_line(&body_text(&bridge), "m="),
+        sdp_line(&target_sdp(), "m=")
+    );
+    let ack = target.expect_request(Method::Ack, T).await;
+    assert!(body_text(&ack).contains("m=audio 40000"));
+    // The agent: NOTIFY 200, then BYE on both of its dialogs.
+    expect_notify(&mut call, 200, true).await;
+    for _ in 0..2 {
+        let bye = call.agent.expect_request(Method::Bye, T).await;
+        assert!(bye.call_id() == cid || bye.call_id() == call.agent_invite.call_id());
+        call.agent.reply(&bye, 200, None, &[], None).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    assert_eq!(call.server.agent_state("2002").as_deref(), Some("talking"));
+
+    // The customer hangs up: the target (whose dialog came from the other call) gets BYE.
+    customer_bye(&mut call, 3).await;
+    let bye = target.expect_request(Method::Bye, T).await;
+    assert_eq!(bye.call_id(), tinv.call_id());
+    target.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+    assert_eq!(call.server.agent_state("2002").as_deref(), Some("idle"));
+}

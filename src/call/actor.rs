@@ -22,6 +22,8 @@ struct Registration {
     ep: Arc<Endpoint>,
     key: u64,
     initial: (String, String),
+    /// The call that took this call's leg (attended transfer): the key keeps routing there.
+    alias_to: Option<CallHandle>,
 }
 
 impl Drop for Registration {
@@ -29,7 +31,10 @@ impl Drop for Registration {
         self.ep
             .calls
             .release_initial(&self.initial.0, &self.initial.1);
-        self.ep.calls.remove(self.key);
+        match self.alias_to.take() {
+            Some(handle) => self.ep.calls.alias(self.key, handle),
+            None => self.ep.calls.remove(self.key),
+        }
     }
 }
 
@@ -60,13 +65,14 @@ pub fn spawn_call(
         ep: Arc::clone(ep),
         key,
         initial: (call_id.clone(), from_tag),
+        alias_to: None,
     };
     let span = tracing::info_span!("call", id = key, call_id = %call_id);
     let ep = Arc::clone(ep);
     tokio::spawn(
         async move {
-            let _registration = registration;
-            run(ep, key, req, caller, target, rx).await;
+            let mut registration = registration;
+            registration.alias_to = run(ep, key, req, caller, target, rx).await;
         }
         .instrument(span),
     );
@@ -80,7 +86,7 @@ async fn run(
     caller: Caller,
     target: CallTarget,
     mut inbox: mpsc::Receiver<CallEvent>,
-) {
+) -> Option<CallHandle> {
     let started = now();
     tracing::info!(
         from = %Call::describe(&req.msg),
@@ -136,6 +142,7 @@ async fn run(
                     Some(CallEvent::QueueOfferTimeout { agent }) => call.on_queue_offer_timeout(&agent, at),
                     Some(CallEvent::QueueOverflow { target }) => call.on_queue_overflow(&target, at),
                     Some(CallEvent::QueueExpired) => call.on_queue_expired(at),
+                    Some(CallEvent::Legs(exchange)) => call.on_leg_exchange(*exchange, at),
                     Some(CallEvent::Query(reply)) => {
                         let _ = reply.send(call.info());
                     }
@@ -163,12 +170,16 @@ async fn run(
         }
     }
     call.release_agents();
+    for alias in call.aliases() {
+        ep.calls.remove_alias(*alias, call.key);
+    }
     // A call never stays in a queue after its actor (DESIGN.md §2: hang-up while queued
     // removes it at once; this also covers every other way out).
     ep.queue_leave(call.key);
     if !end_logged {
         log_end(&mut call);
     }
+    call.alias_to.take()
 }
 
 fn log_end(call: &mut Call) {

@@ -212,6 +212,11 @@ pub struct Call {
     pub unhold_retry: Option<(Instant, LegId)>,
     /// A resume to send once the pending hold re-INVITE on this leg has its final response.
     pub unhold_after_hold: Option<LegId>,
+    /// This call gave a leg to another call (attended transfer): its key must keep routing
+    /// there after this call ends.
+    pub alias_to: Option<super::registry::CallHandle>,
+    /// Keys of calls whose legs this call took over (router aliases to drop at the end).
+    pub aliases: Vec<CallKey>,
     /// Rule 4 (DESIGN.md §3): customer 1 left during a conversation transfer, so the agent,
     /// now with customer 2, may not transfer to an external number.
     pub customer_left_during_conversation: bool,
@@ -302,6 +307,8 @@ impl Call {
             call_data: Vec::new(),
             unhold_retry: None,
             unhold_after_hold: None,
+            alias_to: None,
+            aliases: Vec::new(),
             customer_left_during_conversation: false,
             queued: None,
             queue_offer: None,
@@ -537,24 +544,7 @@ impl Call {
         if !self.all_legs_ended() {
             return false;
         }
-        let busy = self.txns.values().any(|e| match &e.machine {
-            Transaction::ServerInvite(m) => m.state() == ServerInviteState::Proceeding,
-            Transaction::ServerNonInvite(m) => matches!(
-                m.state(),
-                crate::transaction::ServerNonInviteState::Trying
-                    | crate::transaction::ServerNonInviteState::Proceeding
-            ),
-            Transaction::ClientInvite(m) => matches!(
-                m.state(),
-                ClientInviteState::Calling | ClientInviteState::Proceeding
-            ),
-            Transaction::ClientNonInvite(m) => matches!(
-                m.state(),
-                crate::transaction::ClientNonInviteState::Trying
-                    | crate::transaction::ClientNonInviteState::Proceeding
-            ),
-            Transaction::Uas2xx(_) => false,
-        });
+        let busy = self.txns.values().any(|e| txn_active(&e.machine));
         if busy {
             return false;
         }
@@ -1424,6 +1414,29 @@ impl Call {
         msg.header(HeaderName::From)
             .map(|f| f.into_owned())
             .unwrap_or_default()
+    }
+}
+
+/// `true` while a transaction still waits for an answer (as opposed to only absorbing
+/// retransmissions in Completed/Confirmed/Accepted).
+pub fn txn_active(machine: &Transaction) -> bool {
+    match machine {
+        Transaction::ServerInvite(m) => m.state() == ServerInviteState::Proceeding,
+        Transaction::ServerNonInvite(m) => matches!(
+            m.state(),
+            crate::transaction::ServerNonInviteState::Trying
+                | crate::transaction::ServerNonInviteState::Proceeding
+        ),
+        Transaction::ClientInvite(m) => matches!(
+            m.state(),
+            ClientInviteState::Calling | ClientInviteState::Proceeding
+        ),
+        Transaction::ClientNonInvite(m) => matches!(
+            m.state(),
+            crate::transaction::ClientNonInviteState::Trying
+                | crate::transaction::ClientNonInviteState::Proceeding
+        ),
+        Transaction::Uas2xx(m) => !m.is_terminated(),
     }
 }
 

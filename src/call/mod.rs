@@ -9,6 +9,7 @@
 //! - [`actor`]: the tokio task around a core: inbox, one deadline, shutdown.
 
 pub mod actor;
+pub mod attended;
 pub mod core;
 pub mod dialog;
 pub mod indialog;
@@ -46,6 +47,8 @@ pub enum CallEvent {
     Query(tokio::sync::oneshot::Sender<crate::api::CallInfo>),
     /// The control API asks for a transfer; the same policy as a REFER.
     ApiTransfer(Box<ApiTransfer>),
+    /// Another call, during an attended transfer (REFER with Replaces).
+    Legs(Box<attended::LegExchange>),
 }
 
 /// A queue's offer of the call to an agent.

@@ -102,9 +102,25 @@ impl CallRegistry {
         }
     }
 
+    /// Removes call `key` (not an alias of it pointing at another call).
     pub fn remove(&self, key: CallKey) {
+        self.remove_alias(key, key);
+    }
+
+    /// Routes `key` (a call that has ended) to `handle` (the call that took its leg).
+    pub fn alias(&self, key: CallKey, handle: CallHandle) {
         if let Some(shard) = self.calls.get(Self::shard_of(key)) {
-            lock(shard).remove(&key);
+            lock(shard).insert(key, handle);
+        }
+    }
+
+    /// Drops the alias `key` if it still points at call `owner`.
+    pub fn remove_alias(&self, key: CallKey, owner: CallKey) {
+        if let Some(shard) = self.calls.get(Self::shard_of(key)) {
+            let mut map = lock(shard);
+            if map.get(&key).is_some_and(|h| h.key == owner) {
+                map.remove(&key);
+            }
         }
     }
 

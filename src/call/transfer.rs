@@ -60,6 +60,8 @@ pub enum Goal {
     CompleteConversation,
     /// The consulted target hung up: customer ↔ agent again.
     BackToAgent,
+    /// Attended transfer (REFER with Replaces): the customer ↔ the other call's party.
+    CompleteAttended,
 }
 
 /// A re-bridge in progress: `offerer` is asked for a fresh offer, then it goes to `answerer`.
@@ -203,15 +205,17 @@ impl Call {
             Ok(Some(r)) => r,
             _ => return self.answer_with(leg, key, req, (400, "Bad Refer-To"), None, now),
         };
-        if matches!(refer_to.uri.replaces(), Ok(Some(_))) {
-            return self.refuse_refer(
-                leg,
-                key,
-                req,
-                403,
-                "attended transfer with Replaces is not supported yet; use transfer=success",
-                now,
-            );
+        if let Ok(Some(replaces)) = refer_to.uri.replaces() {
+            // Attended transfer: the agent consulted the target on a call of its own.
+            let origin = Origin {
+                notify: !req
+                    .msg
+                    .header(HeaderName::ReferSub)
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
+                referred_by: None,
+            };
+            self.answer_with(leg, key, req, (202, "Accepted"), None, now);
+            return self.start_attended(leg, customer_leg, replaces, origin, now);
         }
         let user = percent_decode(refer_to.uri.user_str());
         let param = refer_to.uri.param("transfer").flatten().map(str::to_owned);
@@ -420,7 +424,7 @@ impl Call {
 
     /// NOTIFY with a `message/sipfrag` status line on the REFER's subscription (RFC 3515
     /// §2.4.5); `terminated` ends the subscription.
-    fn notify(&mut self, status_line: &str, terminated: bool, now: Instant) {
+    pub(super) fn notify(&mut self, status_line: &str, terminated: bool, now: Instant) {
         let Some(t) = self.transfer.as_mut() else {
             return;
         };
@@ -467,7 +471,7 @@ impl Call {
     }
 
     /// The agent's release moment: NOTIFY 200 (terminated) and BYE its leg.
-    fn release_agent(&mut self, now: Instant) {
+    pub(super) fn release_agent(&mut self, now: Instant) {
         self.transfer_released("policy");
         let Some(t) = self.transfer.as_mut() else {
             return;
@@ -494,7 +498,13 @@ impl Call {
     }
 
     /// Sends a re-INVITE handover originates on `leg` with `sdp` as its offer.
-    fn local_reinvite(&mut self, leg: LegId, sdp: Option<Bytes>, kind: Reinvite, now: Instant) {
+    pub(super) fn local_reinvite(
+        &mut self,
+        leg: LegId,
+        sdp: Option<Bytes>,
+        kind: Reinvite,
+        now: Instant,
+    ) {
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
@@ -1283,6 +1293,7 @@ impl Call {
                 self.transfer_succeeded("agent completed");
                 self.transfer = None;
             }
+            Goal::CompleteAttended => self.attended_completed(now),
             Goal::BackToAgent => {
                 tracing::info!(call = self.key, "agent back with the customer");
                 if self.reserved_agent.is_some() {
@@ -1315,7 +1326,7 @@ impl Call {
 
 impl Call {
     /// The transfer reached its release moment (DESIGN.md §3 rule 8).
-    fn transfer_succeeded(&mut self, moment: &str) {
+    pub(super) fn transfer_succeeded(&mut self, moment: &str) {
         self.transfer_outcome("succeeded");
         if let Some(last) = self.transfer_log.last() {
             self.publish(Event::TransferSucceeded {
