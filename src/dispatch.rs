@@ -204,6 +204,9 @@ impl Dispatcher {
                 if self.absorb_retransmission(&req) {
                     return;
                 }
+                if !self.within_rate(&req) {
+                    return;
+                }
                 if self.check_request(&req).is_none() {
                     return;
                 }
@@ -227,6 +230,26 @@ impl Dispatcher {
                 b.header("Allow", crate::call::core::ALLOW);
             }),
         }
+    }
+
+    /// The per-source rate limit of new requests (`[limits]`); `false` when the request was
+    /// answered 503 or dropped.
+    fn within_rate(&self, req: &IncomingRequest) -> bool {
+        let config = self.ep.config();
+        let ip = req.source.remote.ip();
+        if !config.limits.limit_trunks && config.trunk_for_source(ip).is_some() {
+            return true;
+        }
+        if self.ep.rate_limiter().allow(ip, now()) {
+            return true;
+        }
+        self.ep.count_rejected(503);
+        if config.limits.over_limit == crate::config::OverLimit::Reply {
+            self.reply(req, 503, "Service Unavailable", |b| {
+                b.header("Retry-After", "5");
+            });
+        }
+        false
     }
 
     /// RFC 3261 §8.2.1–8.2.2 checks every new request gets (ACK and CANCEL aside): the
@@ -378,6 +401,9 @@ impl Dispatcher {
         {
             return self.deliver(handle, req);
         }
+        if !self.within_rate(&req) {
+            return;
+        }
         match msg.max_forwards() {
             Ok(Some(0)) => return self.reply(&req, 483, "Too Many Hops", |_| {}),
             Ok(_) => {}
@@ -475,7 +501,10 @@ impl Dispatcher {
             .map(|f| f.uri.user_str().to_owned())
             .unwrap_or_default();
         if self.ep.config().agent(&from_user).is_some() {
-            let auth = self.ep.location().authenticate_agent(&req.msg, now);
+            let auth = self
+                .ep
+                .location()
+                .authenticate_agent(&req.msg, req.source.remote.ip(), now);
             match auth {
                 AgentAuth::Agent(id) => return Some(Caller::Agent { id }),
                 AgentAuth::Challenge(reply) => {

@@ -79,6 +79,8 @@ pub struct Endpoint {
     /// 481s) and those of calls that have ended, absorbing retransmissions until their
     /// timers run out, so a finished call's actor can go at once.
     lingering: Mutex<Lingering>,
+    /// Per-source rate of new requests (`[limits] requests_per_source`).
+    limiter: Mutex<crate::ratelimit::SourceLimiter>,
     /// `Server`/`User-Agent` header value.
     pub user_agent: String,
 }
@@ -101,6 +103,7 @@ impl Endpoint {
         let location = Location::new(&config, now);
         let queues = config.queues.clone();
         let wrap_up = config.transfer.wrap_up();
+        let requests_per_source = config.limits.requests_per_source;
         let (agent_events, _) = broadcast::channel(1024);
         Arc::new(Endpoint {
             user_agent: format!("handover/{}", env!("CARGO_PKG_VERSION")),
@@ -122,6 +125,7 @@ impl Endpoint {
             outcomes: Mutex::new(Outcomes::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             lingering: Mutex::new(Lingering::default()),
+            limiter: Mutex::new(crate::ratelimit::SourceLimiter::new(requests_per_source)),
         })
     }
 
@@ -356,6 +360,10 @@ impl Endpoint {
         }
         let new = Arc::new(new);
         self.location().reconfigure(&new);
+        if new.limits.requests_per_source != old.limits.requests_per_source {
+            *self.rate_limiter() =
+                crate::ratelimit::SourceLimiter::new(new.limits.requests_per_source);
+        }
         self.with_cc(|cc, now| {
             cc.wrap_up = new.transfer.wrap_up();
             cc.agents.reconcile(
@@ -379,6 +387,10 @@ impl Endpoint {
 impl Endpoint {
     pub fn lingering(&self) -> MutexGuard<'_, Lingering> {
         lock(&self.lingering)
+    }
+
+    pub fn rate_limiter(&self) -> MutexGuard<'_, crate::ratelimit::SourceLimiter> {
+        lock(&self.limiter)
     }
 }
 

@@ -37,6 +37,7 @@ pub mod endpoint;
 pub mod events;
 pub mod incoming;
 pub mod location;
+pub mod ratelimit;
 pub mod registrar;
 pub mod sdp;
 pub mod sip;

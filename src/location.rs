@@ -53,6 +53,7 @@ pub enum AgentAuth {
 /// Bindings, digest state and agent passwords.
 pub struct Location {
     digest: DigestAuthenticator,
+    backoff: crate::ratelimit::AuthBackoff<String>,
     pub bindings: Bindings,
     limits: Limits,
     passwords: HashMap<String, String>,
@@ -94,6 +95,10 @@ impl Location {
             .collect();
         Location {
             digest,
+            backoff: crate::ratelimit::AuthBackoff::new(
+                config.limits.auth_failures_before_backoff,
+                std::time::Duration::from_secs(config.limits.max_auth_backoff_s),
+            ),
             bindings: Bindings::new(),
             limits,
             passwords,
@@ -139,6 +144,7 @@ impl Location {
         &mut self,
         msg: &SipMessage,
         kind: ChallengeKind,
+        source: std::net::IpAddr,
         now: Instant,
     ) -> Result<String, RegistrarReply> {
         let header = match kind {
@@ -154,6 +160,18 @@ impl Location {
         let Some(creds) = creds else {
             return Err(self.challenge(kind, false, now));
         };
+        // Brute-force back-off (per address and per user name): the same answer whether the
+        // user exists or not, and no digest is computed while blocked.
+        let ip_key = format!("ip:{source}");
+        let user_key = format!("user:{}", creds.username);
+        if self.backoff.blocked(&ip_key, now) || self.backoff.blocked(&user_key, now) {
+            let mut reply = RegistrarReply::plain(403, "Forbidden");
+            reply.headers.push((
+                "Warning",
+                "399 handover \"too many failed authentication attempts; retry later\"".to_owned(),
+            ));
+            return Err(reply);
+        }
         let method = msg
             .method()
             .map(|m| m.as_str().to_owned())
@@ -163,18 +181,29 @@ impl Location {
             .digest
             .verify(&creds, &method, |user| passwords.get(user).cloned(), now)
         {
-            AuthResult::Ok { user } => Ok(user),
+            AuthResult::Ok { user } => {
+                self.backoff.succeeded(&ip_key);
+                self.backoff.succeeded(&user_key);
+                Ok(user)
+            }
             AuthResult::Stale => Err(self.challenge(kind, true, now)),
             AuthResult::Rejected(reason) => {
-                tracing::info!(user = %creds.username, ?reason, "digest authentication failed");
+                tracing::info!(user = %creds.username, %source, ?reason, "digest authentication failed");
+                self.backoff.failed(ip_key, now);
+                self.backoff.failed(user_key, now);
                 Err(self.challenge(kind, false, now))
             }
         }
     }
 
     /// Authenticates a request (INVITE, REFER) that claims to come from an agent (407).
-    pub fn authenticate_agent(&mut self, msg: &SipMessage, now: Instant) -> AgentAuth {
-        match self.authenticate(msg, ChallengeKind::Proxy, now) {
+    pub fn authenticate_agent(
+        &mut self,
+        msg: &SipMessage,
+        source: std::net::IpAddr,
+        now: Instant,
+    ) -> AgentAuth {
+        match self.authenticate(msg, ChallengeKind::Proxy, source, now) {
             Ok(user) => AgentAuth::Agent(user),
             Err(reply) => AgentAuth::Challenge(reply),
         }
@@ -187,7 +216,7 @@ impl Location {
             Ok(to) => to.uri.user_str().to_owned(),
             Err(_) => return RegistrarReply::plain(400, "Bad To"),
         };
-        let user = match self.authenticate(msg, ChallengeKind::Www, now) {
+        let user = match self.authenticate(msg, ChallengeKind::Www, req.source.remote.ip(), now) {
             Ok(user) => user,
             Err(reply) => return reply,
         };

@@ -87,6 +87,7 @@ pub struct Config {
     pub external: ExternalConfig,
     pub transfer: TransferConfig,
     pub cdr: CdrConfig,
+    pub limits: LimitsConfig,
 }
 
 /// `[sip]`: sockets, domain/realm, RFC 3261 timers and resource bounds.
@@ -125,6 +126,44 @@ impl SipConfig {
 
     pub fn tcp_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.tcp_idle_timeout_s)
+    }
+}
+
+/// `[limits]`: flood and brute-force protection (per source address).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// New requests (INVITE, REGISTER, OPTIONS, ...) per second from one source address;
+    /// 0 = unlimited.
+    pub requests_per_source: u32,
+    /// Apply the per-source limit to trunk sources too (a carrier sends every customer's
+    /// call from one address, so this is off by default).
+    pub limit_trunks: bool,
+    /// `reply` (503 with Retry-After) or `drop` for requests over the limit.
+    pub over_limit: OverLimit,
+    /// Failed digest attempts (per source and per user) before back-off starts; 0 = never.
+    pub auth_failures_before_backoff: u32,
+    /// Longest back-off (s); it doubles from 1 s with each further failure.
+    pub max_auth_backoff_s: u64,
+}
+
+/// What happens to a request over the per-source rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    Reply,
+    Drop,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            requests_per_source: 100,
+            limit_trunks: false,
+            over_limit: OverLimit::Reply,
+            auth_failures_before_backoff: 5,
+            max_auth_backoff_s: 300,
+        }
     }
 }
 

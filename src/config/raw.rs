@@ -33,6 +33,8 @@ pub(super) struct RawConfig {
     pub transfer: TransferConfig,
     #[serde(default)]
     pub cdr: CdrConfig,
+    #[serde(default)]
+    pub limits: super::LimitsConfig,
 }
 
 #[derive(Debug, Deserialize)]

@@ -191,6 +191,7 @@ fn build(raw: RawConfig, issues: &mut Issues) -> Config {
         external,
         transfer: raw.transfer,
         cdr: raw.cdr,
+        limits: raw.limits,
     };
     cross_checks(&config, issues);
     config
