@@ -211,3 +211,51 @@ fn check_config_and_version_from_the_binary() {
     assert!(err.contains(":7:") && err.contains("pasword"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_that_stops_answering_keepalives_ends_the_call_cleanly() {
+    let mut call = ua::call::establish_full("keepalive_s = 1", "").await;
+    // The agent answers the first keep-alive ...
+    let opt = call
+        .agent
+        .expect_request(Method::Options, Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        opt.call_id(),
+        call.agent_invite.call_id(),
+        "in-dialog OPTIONS"
+    );
+    call.agent.reply(&opt, 200, None, &[], None).await;
+    // ... the customer too ...
+    let copt = call
+        .cust
+        .expect_request(Method::Options, Duration::from_secs(3))
+        .await;
+    call.cust.reply(&copt, 200, None, &[], None).await;
+    // ... then the agent's phone vanishes: the next OPTIONS times out (64·T1) and the
+    // customer is released with a Reason; the agent is not left talking.
+    // (The customer keeps answering its keep-alives while it waits.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let bye = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no BYE for the customer"
+        );
+        let Some(m) = call.cust.recv_any(Duration::from_secs(1)).await else {
+            continue;
+        };
+        match m.method() {
+            Some(Method::Options) => call.cust.reply(&m, 200, None, &[], None).await,
+            Some(Method::Bye) => break m,
+            _ => {}
+        }
+    };
+    assert!(
+        bye.header(HeaderName::Reason).is_some(),
+        "BYE with a Reason"
+    );
+    call.cust.reply(&bye, 200, None, &[], None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    assert_eq!(call.server.stats().active_calls, 0);
+}

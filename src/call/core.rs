@@ -147,6 +147,8 @@ pub enum Purpose {
     TransferTarget,
     /// A re-INVITE handover sends itself: hold, bridge, resume (client).
     LocalReinvite(super::transfer::Reinvite),
+    /// An in-dialog OPTIONS asking whether the peer is still there (client).
+    Keepalive,
 }
 
 /// Transaction key within one call.
@@ -217,6 +219,8 @@ pub struct Call {
     pub alias_to: Option<super::registry::CallHandle>,
     /// Keys of calls whose legs this call took over (router aliases to drop at the end).
     pub aliases: Vec<CallKey>,
+    /// Next in-dialog OPTIONS keep-alive (`[sip] keepalive_s`).
+    pub keepalive_at: Option<Instant>,
     /// Rule 4 (DESIGN.md §3): customer 1 left during a conversation transfer, so the agent,
     /// now with customer 2, may not transfer to an external number.
     pub customer_left_during_conversation: bool,
@@ -309,6 +313,7 @@ impl Call {
             unhold_after_hold: None,
             alias_to: None,
             aliases: Vec::new(),
+            keepalive_at: None,
             customer_left_during_conversation: false,
             queued: None,
             queue_offer: None,
@@ -425,6 +430,18 @@ impl Call {
         b.header("Allow", ALLOW);
         b.header("Supported", "replaces");
         b.header("User-Agent", &self.ep.user_agent);
+        // Call data travels with the call (DESIGN.md §2): the call id, the presented
+        // identity towards a trunk, data an IVR flow returned.
+        b.header_fmt(
+            "Call-Info",
+            format_args!("<urn:handover:call:{}>;purpose=info", self.key),
+        );
+        for (name, value) in &target.headers {
+            b.header(name, value);
+        }
+        for (name, value) in &self.call_data {
+            b.header(name, value);
+        }
         if let Some(Purpose::CallerInvite(req)) = self.caller_invite_purpose() {
             copy_passthrough_headers(&mut b, &req.msg);
         }
@@ -525,6 +542,7 @@ impl Call {
             self.ring_deadline,
             transfer,
             self.unhold_retry.map(|r| r.0),
+            self.keepalive_at,
         ]
         .into_iter()
         .flatten()
@@ -986,6 +1004,12 @@ impl Call {
             Some(Purpose::RelayOut { .. }) => 1,
             Some(Purpose::Bye) => 2,
             Some(Purpose::TransferTarget) => 4,
+            Some(Purpose::Keepalive) => {
+                if matches!(status, 408 | 481) {
+                    self.leg_lost(leg, now);
+                }
+                return;
+            }
             Some(Purpose::LocalReinvite(kind)) => {
                 let kind = *kind;
                 return self.on_local_reinvite_response(leg, kind, msg, status, now);
@@ -1094,6 +1118,7 @@ impl Call {
         }
         self.answered = Some(leg);
         self.bridge = Some((CALLER, leg));
+        self.arm_keepalive(now);
         if let Some(agent) = self.queue_offer.take() {
             self.ep.queue_offer_answered(self.key, &agent);
             if let Some(q) = self.queued.take() {
@@ -1183,6 +1208,9 @@ impl Call {
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transfer_timeouts(now);
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            self.send_keepalives(now);
+        }
         if self.ring_deadline.is_some_and(|d| d <= now) {
             self.ring_deadline = None;
             if self.phase == Phase::Routing {
@@ -1253,6 +1281,10 @@ impl Call {
             Some(Purpose::Bye) => 2,
             Some(Purpose::CallerInvite(_)) => 3,
             Some(Purpose::TransferTarget) => 5,
+            Some(Purpose::Keepalive) => {
+                self.leg_lost(leg, now);
+                return;
+            }
             Some(Purpose::LocalReinvite(k)) => {
                 // A re-INVITE that timed out is treated as refused (RFC 3261 §14.1); the
                 // dialog is then presumed gone and the call ends.
@@ -1414,6 +1446,93 @@ impl Call {
         msg.header(HeaderName::From)
             .map(|f| f.into_owned())
             .unwrap_or_default()
+    }
+}
+
+impl Call {
+    /// Arms the next keep-alive round (`[sip] keepalive_s`, 0 = off).
+    pub(super) fn arm_keepalive(&mut self, now: Instant) {
+        let every = self.ep.config().sip.keepalive_s;
+        self.keepalive_at = (every > 0).then(|| now + Duration::from_secs(every));
+    }
+
+    /// Sends an in-dialog OPTIONS on every connected leg (RFC 3261 §11: OPTIONS inside a
+    /// dialog is answered by the peer's UA; no answer or 481 means the peer lost the dialog).
+    fn send_keepalives(&mut self, now: Instant) {
+        self.arm_keepalive(now);
+        for leg in 0..self.legs.len() {
+            let Some(l) = self.legs.get_mut(leg) else {
+                continue;
+            };
+            if l.state != LegState::Confirmed {
+                continue;
+            }
+            let pending = self
+                .txns
+                .values()
+                .any(|e| e.leg == leg && matches!(e.purpose, Purpose::Keepalive));
+            if pending {
+                continue;
+            }
+            let Some(l) = self.legs.get_mut(leg) else {
+                continue;
+            };
+            let branch = branch_for(self.key);
+            let cseq = l.dialog.next_cseq();
+            let target = l.dialog.remote_target.clone();
+            let flow = l.dialog.flow;
+            let mut b = l
+                .dialog
+                .request(&self.ep, &Method::Options, &target, &branch, cseq);
+            b.header("User-Agent", &self.ep.user_agent);
+            let bytes = b.finish();
+            let (machine, actions) =
+                ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
+            self.execute(&flow, actions);
+            self.insert_txn(
+                TxnKey::Client(branch.into()),
+                leg,
+                machine.into(),
+                Purpose::Keepalive,
+            );
+        }
+    }
+
+    /// A leg stopped answering (keep-alive timed out, or 408/481): end the call cleanly —
+    /// BYE the other legs with a Reason, and the leg's agent is released.
+    pub(super) fn leg_lost(&mut self, leg: LegId, now: Instant) {
+        if self
+            .legs
+            .get(leg)
+            .is_none_or(|l| l.state != LegState::Confirmed)
+        {
+            return;
+        }
+        tracing::info!(
+            call = self.key,
+            leg,
+            "leg stopped answering; ending the call"
+        );
+        self.set_leg_state(leg, LegState::Ended);
+        self.transfer = None;
+        self.unreserve_agent();
+        self.end_reason
+            .get_or_insert_with(|| "peer stopped answering".to_owned());
+        for other in 0..self.legs.len() {
+            if other != leg
+                && self
+                    .legs
+                    .get(other)
+                    .is_some_and(|l| l.state == LegState::Confirmed)
+            {
+                self.send_bye(
+                    other,
+                    Some("SIP;cause=408;text=\"The other party stopped answering\""),
+                    now,
+                );
+            }
+        }
+        self.end_call("peer stopped answering", leg, now);
     }
 }
 

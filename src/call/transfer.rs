@@ -592,6 +592,9 @@ impl Call {
         for (name, value) in &self.call_data {
             b.header(name, value);
         }
+        for (name, value) in &target.headers {
+            b.header(name, value);
+        }
         let bytes = b.finish();
         let id = self.new_leg(dialog, target.agent.clone(), branch.clone(), uri, cseq);
         if let Some(l) = self.legs.get_mut(id) {

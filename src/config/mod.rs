@@ -106,6 +106,9 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// How long an agent leg rings before the offer counts as missed.
     pub ring_timeout_s: u64,
+    /// In-dialog OPTIONS to every connected leg this often (s); a leg that stops answering
+    /// ends its call. 0 = off.
+    pub keepalive_s: u64,
     /// `User-Agent`/`Server` header value; empty means the header is not sent.
     pub user_agent: String,
 }

@@ -60,6 +60,8 @@ pub(super) struct RawSip {
     pub max_calls: usize,
     #[serde(default = "sip_ring_timeout_s")]
     pub ring_timeout_s: u64,
+    #[serde(default = "keepalive_s")]
+    pub keepalive_s: u64,
     #[serde(default = "defaults::user_agent")]
     pub user_agent: String,
 }
@@ -88,6 +90,10 @@ fn max_tcp_connections() -> usize {
 fn max_calls() -> usize {
     defaults::MAX_CALLS
 }
+fn keepalive_s() -> u64 {
+    60
+}
+
 fn sip_ring_timeout_s() -> u64 {
     defaults::SIP_RING_TIMEOUT_S
 }

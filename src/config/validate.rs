@@ -270,6 +270,7 @@ fn sip(raw: RawSip, issues: &mut Issues) -> SipConfig {
         max_tcp_connections: raw.max_tcp_connections,
         max_calls: raw.max_calls,
         ring_timeout_s: raw.ring_timeout_s,
+        keepalive_s: raw.keepalive_s,
         user_agent: raw.user_agent,
     }
 }

@@ -112,10 +112,15 @@ pub async fn establish() -> Call {
 
 /// [`establish`] with `extra` TOML appended to the server config (more agents, IVRs, ...).
 pub async fn establish_with(extra: &str) -> Call {
+    establish_full("", extra).await
+}
+
+/// [`establish_with`] with `sip_extra` lines in the `[sip]` section too.
+pub async fn establish_full(sip_extra: &str, extra: &str) -> Call {
     let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
     let toml = format!(
         "{}\n{extra}",
-        config("127.0.0.1/32", Some(agent.port()), "")
+        config("127.0.0.1/32", Some(agent.port()), sip_extra)
     );
     let (server, udp, _) = start(&toml).await;
     agent.server = udp;
