@@ -96,7 +96,10 @@ pub async fn start_from(
     let limits = transport::Limits {
         max_message_bytes: config.sip.max_message_bytes,
         max_connections: config.sip.max_tcp_connections,
+        max_connections_per_ip: config.limits.tcp_connections_per_source,
         tcp_idle_timeout: config.sip.tcp_idle_timeout(),
+        max_buffered_bytes: config.limits.tcp_buffered_bytes,
+        slow_sender_timeout: Duration::from_secs(config.limits.slow_sender_timeout_s.max(1)),
         ..transport::Limits::default()
     };
     let (shutdown, shutdown_rx) = watch::channel(false);

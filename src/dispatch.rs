@@ -100,6 +100,14 @@ impl Dispatcher {
         };
         tracing::trace!(from = %source.remote, "{}", msg.method().map(|m| m.as_str().to_owned()).unwrap_or_else(|| msg.status().unwrap_or(0).to_string()));
         if msg.is_request() {
+            let config = self.ep.config();
+            let too_many_headers = msg.headers().count() > config.sip.max_headers;
+            let too_many_vias = msg
+                .vias()
+                .map_or(false, |v| v.len() > config.limits.max_via);
+            if too_many_headers || too_many_vias {
+                return self.on_parse_error(&data, ParseError::TooManyHeaders, source);
+            }
             match IncomingRequest::new(msg, source) {
                 Ok(req) => self.on_request(req),
                 Err(_) => {

@@ -259,3 +259,40 @@ async fn a_leg_that_stops_answering_keepalives_ends_the_call_cleanly() {
     assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
     assert_eq!(call.server.stats().active_calls, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_cut_off_slow_senders_and_refuse_deep_via_stacks() {
+    let toml = format!(
+        "{}\n[limits]\nslow_sender_timeout_s = 1\nmax_via = 3\n",
+        ua::harness::config("127.0.0.1/32", None, "")
+    );
+    let (server, udp, tcp) = start(&toml).await;
+    // Half a message, then silence: the connection is closed after the timeout.
+    let mut slow = ua::TcpUa::connect(tcp).await;
+    slow.send_raw("OPTIONS sip:x@test.local SIP/2.0\r\nVia: SIP/2.0/TCP ")
+        .await
+        .unwrap();
+    slow.expect_closed(Duration::from_secs(4)).await;
+
+    // Four Via headers with max_via = 3: 400.
+    let mut ua = UdpUa::bind(udp, "probe").await;
+    let text = ua::wire(
+        &[
+            "OPTIONS sip:x@{server} SIP/2.0",
+            &format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+            "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa",
+            "Via: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKb",
+            "Via: SIP/2.0/UDP 192.0.2.3;branch=z9hG4bKc",
+            "Max-Forwards: 70",
+            &format!("From: <sip:probe@test.local>;tag={}", tag()),
+            "To: <sip:x@test.local>",
+            &format!("Call-ID: {}", ua::call_id()),
+            "CSeq: 1 OPTIONS",
+            "Content-Length: 0",
+        ],
+        "",
+    );
+    ua.send_raw(&text).await;
+    ua.expect_status(400, T).await;
+    server.shutdown().await;
+}

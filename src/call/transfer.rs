@@ -218,7 +218,15 @@ impl Call {
             return self.start_attended(leg, customer_leg, replaces, origin, now);
         }
         let user = percent_decode(refer_to.uri.user_str());
-        let param = refer_to.uri.param("transfer").flatten().map(str::to_owned);
+        // `transfer=` as a URI parameter (`<sip:x;transfer=success>`) or, when a phone sends
+        // the Refer-To without angle brackets (pjsua copies the dialled string as is), as a
+        // header parameter (RFC 3261 §20: there it belongs to the header).
+        let param = refer_to
+            .uri
+            .param("transfer")
+            .flatten()
+            .or_else(|| refer_to.param("transfer").flatten())
+            .map(str::to_owned);
         let config = self.ep.config();
         let selection = match select(&config, &user, param.as_deref(), None) {
             Ok(s) => s,

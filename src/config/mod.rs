@@ -148,6 +148,14 @@ pub struct LimitsConfig {
     pub auth_failures_before_backoff: u32,
     /// Longest back-off (s); it doubles from 1 s with each further failure.
     pub max_auth_backoff_s: u64,
+    /// Via headers a request may carry (loop and amplification guard).
+    pub max_via: usize,
+    /// Open TCP connections from one address.
+    pub tcp_connections_per_source: usize,
+    /// Bytes queued for sending per TCP connection before sends are refused.
+    pub tcp_buffered_bytes: usize,
+    /// A TCP peer that sends part of a message and stalls this long is cut off (s).
+    pub slow_sender_timeout_s: u64,
 }
 
 /// What happens to a request over the per-source rate.
@@ -166,6 +174,10 @@ impl Default for LimitsConfig {
             over_limit: OverLimit::Reply,
             auth_failures_before_backoff: 5,
             max_auth_backoff_s: 300,
+            max_via: 16,
+            tcp_connections_per_source: 256,
+            tcp_buffered_bytes: 256 * 1024,
+            slow_sender_timeout_s: 10,
         }
     }
 }

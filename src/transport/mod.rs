@@ -155,6 +155,8 @@ pub struct Limits {
     pub max_buffered_bytes: usize,
     /// Outbound TCP connect attempts give up after this.
     pub connect_timeout: Duration,
+    /// A peer that sends part of a message and then stalls for this long is cut off.
+    pub slow_sender_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -166,6 +168,7 @@ impl Default for Limits {
             tcp_idle_timeout: Duration::from_secs(600),
             max_buffered_bytes: 256 * 1024,
             connect_timeout: Duration::from_secs(5),
+            slow_sender_timeout: Duration::from_secs(10),
         }
     }
 }

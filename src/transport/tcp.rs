@@ -157,6 +157,8 @@ async fn read_loop(
     let mut shutdown = inner.shutdown.clone();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut framer = Framer::new(max);
+    // When the buffer last went from empty to holding part of a message.
+    let mut partial_since: Option<Instant> = None;
     loop {
         loop {
             let status = match framer.next(&buf) {
@@ -204,6 +206,14 @@ async fn read_loop(
         if buf.capacity().saturating_sub(buf.len()) < MIN_READ {
             buf.reserve(READ_CHUNK);
         }
+        if buf.is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
+        // A slow sender (part of a message, then silence) is cut off, so half-sent messages
+        // cannot pin buffers and connections (robustness issue, limits).
+        let slow_at = partial_since.map(|t| t + limits.slow_sender_timeout);
         let idle_at = conn.activity.idle_at(limits.tcp_idle_timeout);
         tokio::select! {
             read_result = read.read_buf(&mut buf) => match read_result {
@@ -223,9 +233,21 @@ async fn read_loop(
                     return "idle timeout";
                 }
             }
+            () = sleep_opt(slow_at) => {
+                debug!(id = %conn.id, remote = %conn.remote, "slow sender: partial message stalled");
+                return "slow sender";
+            }
             () = conn.closer.closed() => return "closed",
             () = wait_shutdown(&mut shutdown) => return "shutdown",
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
