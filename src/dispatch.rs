@@ -102,9 +102,7 @@ impl Dispatcher {
         if msg.is_request() {
             let config = self.ep.config();
             let too_many_headers = msg.headers().count() > config.sip.max_headers;
-            let too_many_vias = msg
-                .vias()
-                .map_or(false, |v| v.len() > config.limits.max_via);
+            let too_many_vias = msg.vias().is_ok_and(|v| v.len() > config.limits.max_via);
             if too_many_headers || too_many_vias {
                 return self.on_parse_error(&data, ParseError::TooManyHeaders, source);
             }
