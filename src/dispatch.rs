@@ -102,7 +102,11 @@ impl Dispatcher {
         if msg.is_request() {
             let config = self.ep.config();
             let too_many_headers = msg.headers().count() > config.sip.max_headers;
-            let too_many_vias = msg.vias().is_ok_and(|v| v.len() > config.limits.max_via);
+            // Counting lines is free; only a line with a comma list needs a parse.
+            let via_lines = msg.header_values(HeaderName::Via).count();
+            let too_many_vias = via_lines > config.limits.max_via
+                || (msg.header_values(HeaderName::Via).any(|v| v.contains(','))
+                    && msg.vias().is_ok_and(|v| v.len() > config.limits.max_via));
             if too_many_headers || too_many_vias {
                 return self.on_parse_error(&data, ParseError::TooManyHeaders, source);
             }
