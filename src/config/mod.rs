@@ -174,7 +174,7 @@ impl Default for LimitsConfig {
             over_limit: OverLimit::Reply,
             auth_failures_before_backoff: 5,
             max_auth_backoff_s: 300,
-            max_via: 16,
+            max_via: 70,
             tcp_connections_per_source: 256,
             tcp_buffered_bytes: 256 * 1024,
             slow_sender_timeout_s: 10,
