@@ -354,3 +354,111 @@ async fn agent_state_reload_and_drain() {
     server.drain_and_shutdown(Duration::from_millis(100)).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads the last CDR line of `path`, waiting for the group commit.
+async fn last_cdr(path: &std::path::Path, n: usize) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() >= n {
+            return serde_json::from_str(lines[n - 1]).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CDR {n} not written: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdrs_record_release_and_conversation_transfers_and_reload_keeps_calls() {
+    let dir = std::env::temp_dir().join(format!("handover-cdr-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cdr = dir.join("cdr.jsonl");
+    let mut target = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2002").await;
+    let extra = format!("{}\n{}", agent_2002(target.port()), http_section(&cdr));
+    let mut call = establish_with(&extra).await;
+    target.server = call.agent.server;
+    let api = call.server.http_addr().unwrap();
+
+    // Reload while the call is up: the call goes on.
+    let (s, _) = http(api, "POST", "/api/reload", Some(TOKEN), None).await;
+    assert_eq!(
+        s, 422,
+        "establish_with runs on an in-memory config: nothing to reload"
+    );
+
+    // A release transfer by REFER: the agent is released at once.
+    let refer = call.agent_request_with(
+        "REFER",
+        1,
+        &branch(),
+        &[
+            "Refer-To: <sip:2002@test.local;transfer=release>",
+            "Refer-Sub: false",
+        ],
+        "",
+    );
+    call.agent.send_raw(&refer).await;
+    call.agent.expect_response(Method::Refer, 202, T).await;
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    call.agent.reply(&bye, 200, None, &[], None).await;
+    let hold = call.cust.expect_request(Method::Invite, T).await;
+    call.cust
+        .reply(
+            &hold,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &customer_sdp(2, "recvonly"))),
+        )
+        .await;
+    call.cust.expect_request(Method::Ack, T).await;
+    let inv = target.expect_request(Method::Invite, T).await;
+    target
+        .reply(
+            &inv,
+            200,
+            Some(&tag()),
+            &[],
+            Some(("application/sdp", &ua::harness::agent_sdp(7, "sendrecv"))),
+        )
+        .await;
+    let bridge = call.cust.expect_request(Method::Invite, T).await;
+    call.cust
+        .reply(
+            &bridge,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &customer_sdp(3, "sendrecv"))),
+        )
+        .await;
+    call.cust.expect_request(Method::Ack, T).await;
+    target.expect_request(Method::Ack, T).await;
+    let text = call.cust_request("BYE", 4, &branch(), &[], "");
+    call.cust.send_raw(&text).await;
+    call.cust.expect_response(Method::Bye, 200, T).await;
+    let b = target.expect_request(Method::Bye, T).await;
+    target.reply(&b, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+
+    let rec = last_cdr(&cdr, 1).await;
+    assert_eq!(rec["transfers"][0]["transfer_type"], "release");
+    assert_eq!(rec["transfers"][0]["target"], "agent:2002");
+    assert_eq!(rec["transfers"][0]["outcome"], "succeeded");
+    assert_eq!(rec["transfers"][0]["released_by"], "policy");
+    let legs = rec["legs"].as_array().unwrap();
+    assert_eq!(legs.len(), 3, "customer, agent 2001, target 2002");
+    assert_eq!(legs[1]["agent"], "2001");
+    assert_eq!(legs[2]["agent"], "2002");
+    assert!(legs[2]["answer_ms"].as_u64().is_some());
+    assert!(
+        legs[1]["end_ms"].as_u64() <= legs[2]["end_ms"].as_u64(),
+        "the agent left first"
+    );
+    assert_eq!(rec["interaction_id"], call.ids.cid.as_str());
+    let _ = std::fs::remove_dir_all(&dir);
+}

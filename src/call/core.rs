@@ -1360,7 +1360,19 @@ impl Call {
     /// end the call.
     fn on_no_ack(&mut self, leg: LegId, now: Instant) {
         tracing::info!(call = self.key, leg, "no ACK for 2xx; ending the call");
-        self.send_bye(leg, Some("SIP;cause=408;text=\"ACK timeout\""), now);
+        let reason = "SIP;cause=408;text=\"ACK timeout\"";
+        self.send_bye(leg, Some(reason), now);
+        // The other legs learn why too (RFC 3326).
+        for other in 0..self.legs.len() {
+            if other != leg
+                && self
+                    .legs
+                    .get(other)
+                    .is_some_and(|l| l.state == LegState::Confirmed)
+            {
+                self.send_bye(other, Some(reason), now);
+            }
+        }
         self.end_call("no ACK", leg, now);
     }
 

@@ -211,6 +211,11 @@ impl Sipp {
         if let Some(port) = self.local_port {
             a.extend(["-p".into(), port.to_string()]);
         }
+        if !self.extra.iter().any(|x| x == "-mp") {
+            // Each SIPp binds an RTP port (default 6000 + n): concurrent instances clash
+            // unless each gets a free one.
+            a.extend(["-mp".into(), super::ports::free_port().to_string()]);
+        }
         a.extend(["-m".into(), self.calls.to_string()]);
         if let Some((calls, period)) = self.rate {
             a.extend([
