@@ -27,4 +27,4 @@ fi
 # In the test suite a missing SIPp or pjsua2 is a failure, not a skip.
 export HANDOVER_REQUIRE_SIPP=1
 export HANDOVER_REQUIRE_PJSUA=1
-cargo test --all-targets -- --test-threads=2
+cargo test --all-targets
