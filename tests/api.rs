@@ -373,7 +373,7 @@ async fn last_cdr(path: &std::path::Path, n: usize) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cdrs_record_release_and_conversation_transfers_and_reload_keeps_calls() {
+async fn cdr_records_a_release_transfer_and_reload_needs_a_config_file() {
     let dir = std::env::temp_dir().join(format!("handover-cdr-{}", fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
     let cdr = dir.join("cdr.jsonl");
@@ -460,5 +460,94 @@ async fn cdrs_record_release_and_conversation_transfers_and_reload_keeps_calls()
         "the agent left first"
     );
     assert_eq!(rec["interaction_id"], call.ids.cid.as_str());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_during_a_call_keeps_the_call() {
+    let dir = std::env::temp_dir().join(format!("handover-reload-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cdr = dir.join("cdr.jsonl");
+    let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
+    let base = ua::harness::config("127.0.0.1/32", Some(agent.port()), "");
+    let toml = format!("{base}\n{}", http_section(&cdr));
+    let path = dir.join("handover.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let config = handover::config::Config::from_toml_str(&toml).unwrap();
+    let server = handover::app::start_from(config, Some(path.clone()))
+        .await
+        .unwrap();
+    let api = server.http_addr().unwrap();
+    let udp = server.sip_addr(handover::transport::Protocol::Udp).unwrap();
+    agent.server = udp;
+    let mut cust = UdpUa::bind(udp, "cust").await;
+
+    // A call, answered.
+    let ids = Ids::new();
+    cust.send_raw(&invite("2001", &ids, &[], &customer_sdp(1, "sendrecv")))
+        .await;
+    let inv = agent.expect_request(Method::Invite, T).await;
+    agent
+        .reply(
+            &inv,
+            200,
+            Some(&tag()),
+            &[],
+            Some(("application/sdp", &ua::harness::agent_sdp(1, "sendrecv"))),
+        )
+        .await;
+    let ok = cust.expect_response(Method::Invite, 200, T).await;
+    let target =
+        ua::harness::contact_uri(&ua::must_header(&ok, handover::sip::HeaderName::Contact));
+    let to = format!(
+        "To: {}",
+        ua::must_header(&ok, handover::sip::HeaderName::To)
+    );
+    let in_dialog = |method: &str, cseq: u32| {
+        ids.fill(&ua::wire(
+            &[
+                &format!("{method} {target} SIP/2.0"),
+                &format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+                "Max-Forwards: 70",
+                "From: \"Customer\" <sip:+3215551234@{ip}:{port}>;tag={ftag}",
+                &to,
+                "Call-ID: {cid}",
+                &format!("CSeq: {cseq} {method}"),
+                "Content-Length: 0",
+            ],
+            "",
+        ))
+    };
+    cust.send_raw(&in_dialog("ACK", 1)).await;
+    agent.expect_request(Method::Ack, T).await;
+
+    // Reload with one more agent and another ring timeout while the call is up.
+    std::fs::write(
+        &path,
+        format!("{toml}\n[[agents]]\nid = \"1009\"\npassword = \"p\"\nskills = [\"x\"]\n")
+            .replace("t1_ms = 100", "t1_ms = 100\nring_timeout_s = 20"),
+    )
+    .unwrap();
+    let (s, body) = http(api, "POST", "/api/reload", Some(TOKEN), None).await;
+    assert_eq!(s, 200, "{body}");
+    let (_, calls) = http(api, "GET", "/api/calls", Some(TOKEN), None).await;
+    assert!(
+        calls.contains("\"connected\""),
+        "the call survived the reload: {calls}"
+    );
+
+    // The call still works and ends normally.
+    cust.send_raw(&in_dialog("BYE", 2)).await;
+    cust.expect_response(Method::Bye, 200, T).await;
+    let bye = agent.expect_request(Method::Bye, T).await;
+    agent.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&server).await;
+    server.shutdown().await;
+    let text = std::fs::read_to_string(&cdr).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "the call's CDR was written and flushed: {text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -236,3 +236,131 @@ async fn max_wait_sends_the_caller_to_the_overflow_target() {
     ivr.reply(&bye, 200, None, &[], None).await;
     assert_idle(&server).await;
 }
+
+/// REGISTER `user` from `ua` with digest auth (MD5, qop=auth).
+async fn register(ua: &mut UdpUa, user: &str, password: &str) {
+    use handover::registrar::{compute_response, DigestCredentials};
+    let cid = ua::call_id();
+    let ftag = tag();
+    let request = |cseq: u32, auth: Option<String>| {
+        let mut lines = vec![
+            "REGISTER sip:test.local SIP/2.0".to_owned(),
+            format!(
+                "Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport",
+                ua::branch()
+            ),
+            "Max-Forwards: 70".to_owned(),
+            format!("From: <sip:{user}@test.local>;tag={ftag}"),
+            format!("To: <sip:{user}@test.local>"),
+            format!("Call-ID: {cid}"),
+            format!("CSeq: {cseq} REGISTER"),
+            format!("Contact: <sip:{user}@{{ip}}:{{port}}>"),
+        ];
+        if let Some(a) = auth {
+            lines.push(format!("Authorization: {a}"));
+        }
+        lines.push("Content-Length: 0".to_owned());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        ua::wire(&refs, "")
+    };
+    ua.send_raw(&request(1, None)).await;
+    let challenge = ua.expect_status(401, T).await;
+    let www = challenge
+        .header_values(HeaderName::WwwAuthenticate)
+        .map(|v| v.into_owned())
+        .find(|v| v.contains("MD5"))
+        .unwrap();
+    let param = |name: &str| {
+        let i = www.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        www[i..].split('"').next().unwrap().to_owned()
+    };
+    let draft = format!(
+        "Digest username=\"{user}\", realm=\"test.local\", nonce=\"{}\", uri=\"sip:test.local\", response=\"0\", algorithm=MD5, cnonce=\"abc\", qop=auth, nc=00000001, opaque=\"{}\"",
+        param("nonce"),
+        param("opaque")
+    );
+    let creds = DigestCredentials::parse(&draft).unwrap();
+    let response = compute_response(&creds, "REGISTER", password);
+    ua.send_raw(&request(
+        2,
+        Some(draft.replace("response=\"0\"", &format!("response=\"{response}\""))),
+    ))
+    .await;
+    ua.expect_status(200, T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_music_answers_the_caller_until_an_agent_takes_the_call() {
+    let mut music = ua("music").await;
+    let toml = config(
+        &[("1001", None)],
+        &format!(
+            "when_no_agents = \"wait\"\nmusic_uri = \"sip:music@127.0.0.1:{}\"",
+            music.port()
+        ),
+        "[registrar]\nalgorithms = [\"MD5\"]\n",
+    );
+    let (server, udp, _) = start(&toml).await;
+    music.server = udp;
+    let mut cust = ua("cust").await;
+    cust.server = udp;
+    let ids = Ids::new();
+    cust.send_raw(&invite("8000", &ids, &[], &customer_sdp(1, "sendrecv")))
+        .await;
+    cust.expect_status(180, T).await;
+    // The music server answers the caller while nobody can take the call.
+    let minv = music.expect_request(Method::Invite, T).await;
+    answer(&music, &minv).await;
+    let ok = cust.expect_response(Method::Invite, 200, T).await;
+    cust.send_raw(&ack_and_bye(&ids, &ok, "ACK", 1)).await;
+    music.expect_request(Method::Ack, T).await;
+    assert_eq!(
+        server.endpoint().queue_status()[0].waiting,
+        1,
+        "still queued"
+    );
+
+    // An agent logs in: it is offered the call (late offer) and the caller is moved over.
+    let mut agent = ua("1001").await;
+    agent.server = udp;
+    register(&mut agent, "1001", "p1001").await;
+    let inv = agent.expect_request(Method::Invite, T).await;
+    assert!(
+        inv.body().is_empty(),
+        "late offer: the caller's dialog is already up"
+    );
+    agent
+        .reply(
+            &inv,
+            200,
+            Some(&tag()),
+            &[],
+            Some(("application/sdp", &agent_sdp(1, "sendrecv"))),
+        )
+        .await;
+    let reinv = cust.expect_request(Method::Invite, T).await;
+    assert!(
+        ua::body_text(&reinv).contains("m=audio 42000"),
+        "the agent's media"
+    );
+    cust.reply(
+        &reinv,
+        200,
+        None,
+        &[],
+        Some(("application/sdp", &customer_sdp(2, "sendrecv"))),
+    )
+    .await;
+    cust.expect_request(Method::Ack, T).await;
+    agent.expect_request(Method::Ack, T).await;
+    let mbye = music.expect_request(Method::Bye, T).await;
+    music.reply(&mbye, 200, None, &[], None).await;
+    assert_eq!(server.endpoint().queue_status()[0].waiting, 0);
+    assert_eq!(server.agent_state("1001").as_deref(), Some("talking"));
+
+    cust.send_raw(&ack_and_bye(&ids, &ok, "BYE", 3)).await;
+    cust.expect_response(Method::Bye, 200, T).await;
+    let bye = agent.expect_request(Method::Bye, T).await;
+    agent.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&server).await;
+}

@@ -24,6 +24,29 @@ fn target_sdp() -> String {
     ])
 }
 
+/// A `[cdr]` section writing to a fresh temporary file.
+fn cdr_section() -> (String, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("handover-xfer-cdr-{}.jsonl", fastrand::u64(..)));
+    (
+        format!("[cdr]\npath = \"{}\"\nflush_ms = 20\n", path.display()),
+        path,
+    )
+}
+
+/// The only CDR line in `path`, once written.
+async fn the_cdr(path: &std::path::Path) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            let _ = std::fs::remove_file(path);
+            return serde_json::from_str(line).unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no CDR written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn agent_2002(port: u16) -> String {
     format!(
         "[[agents]]\nid = \"2002\"\npassword = \"pass2002\"\nskills = [\"sales\"]\ncontact = \"sip:2002@127.0.0.1:{port}\"\n"
@@ -329,7 +352,8 @@ async fn refused_transfers_leave_the_call_as_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hangup_transfer_to_an_ivr_returns_the_call_to_the_same_agent() {
     let mut ivr_ua = target_ua("survey").await;
-    let mut call = establish_with(&ivr(ivr_ua.port())).await;
+    let (cdr, cdr_path) = cdr_section();
+    let mut call = establish_with(&format!("{}\n{cdr}", ivr(ivr_ua.port()))).await;
     ivr_ua.server = call.agent.server;
 
     refer(&mut call, 1, "<sip:*47000@test.local>", &[]).await;
@@ -418,6 +442,18 @@ async fn hangup_transfer_to_an_ivr_returns_the_call_to_the_same_agent() {
     call.agent.reply(&bye, 200, None, &[], None).await;
     assert_idle(&call.server).await;
     assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    // The CDR: the hang-up transfer, the IVR leg, the agent's return leg, the flow's data.
+    let rec = the_cdr(&cdr_path).await;
+    assert_eq!(rec["transfers"][0]["transfer_type"], "hangup");
+    assert_eq!(rec["transfers"][0]["target"], "ivr:survey");
+    assert_eq!(rec["transfers"][0]["outcome"], "succeeded");
+    let roles: Vec<&str> = rec["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["role"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(roles, ["customer", "agent", "ivr", "agent"]);
 }
 
 /// Conversation transfer up to the consultation: the agent talks to the target while the
@@ -494,7 +530,8 @@ fn target_bye(inv: &SipMessage, ttag: &str, cseq: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversation_transfer_completes_when_the_agent_hangs_up() {
     let mut target = target_ua("2002").await;
-    let mut call = establish_with(&agent_2002(target.port())).await;
+    let (cdr, cdr_path) = cdr_section();
+    let mut call = establish_with(&format!("{}\n{cdr}", agent_2002(target.port()))).await;
     target.server = call.agent.server;
     consult(&mut call, &mut target).await;
 
@@ -533,6 +570,12 @@ async fn conversation_transfer_completes_when_the_agent_hangs_up() {
     let bye = target.expect_request(Method::Bye, T).await;
     target.reply(&bye, 200, None, &[], None).await;
     assert_idle(&call.server).await;
+    // The CDR: one interaction, a conversation transfer completed by the agent.
+    let rec = the_cdr(&cdr_path).await;
+    assert_eq!(rec["transfers"][0]["transfer_type"], "conversation");
+    assert_eq!(rec["transfers"][0]["outcome"], "succeeded");
+    assert_eq!(rec["transfers"][0]["target"], "agent:2002");
+    assert_eq!(rec["interaction_id"], call.ids.cid.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

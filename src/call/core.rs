@@ -1100,7 +1100,11 @@ impl Call {
         if let Some(l) = self.legs.get_mut(leg) {
             l.dialog.confirm(msg);
         }
-        let already = self.answered.is_some_and(|a| a != leg);
+        // Queue music answering while an agent's offer rings: the agent wins; the music
+        // leg is taken and hung up like a second fork.
+        let music_late =
+            self.legs.get(leg).is_some_and(|l| l.role == "music") && self.queue_offer.is_some();
+        let already = self.answered.is_some_and(|a| a != leg) || music_late;
         if already || self.phase == Phase::Ending {
             // A second fork answered, or the caller left meanwhile: take the 2xx and end the
             // leg (RFC 3261 §13.2.2.4).
@@ -1160,6 +1164,9 @@ impl Call {
         });
         self.set_leg_state(CALLER, LegState::Confirmed);
         tracing::info!(call = self.key, callee_leg = leg, "call answered");
+        if self.legs.get(leg).is_some_and(|l| l.role == "music") {
+            self.start_queue_music(leg, now);
+        }
         let agent = self.legs.get(leg).and_then(|l| l.agent.clone());
         self.publish(crate::events::Event::CallAnswered {
             call_id: self.call_id(),

@@ -50,6 +50,14 @@ impl Call {
                 if let Some(key) = self.caller_invite_key() {
                     self.respond_server(&key, 180, "Ringing", None, now, |_| {});
                 }
+                let music = self
+                    .ep
+                    .config()
+                    .queue(queue)
+                    .and_then(|q| q.music_uri.clone());
+                if let Some(uri) = music {
+                    self.dial_queue_music(&uri, now);
+                }
             }
             Err(refused) => {
                 self.queued = None;
@@ -58,6 +66,80 @@ impl Call {
                 self.reject_caller(code, reason, Some(&warning), now);
             }
         }
+    }
+
+    /// Queue music (`[[queues]] music_uri`): the caller is answered by the music server
+    /// while it waits (DESIGN.md §2). An agent offered meanwhile rings with the caller's own
+    /// offer as usual; once the music answers, the waiting call works like a transfer to the
+    /// queue with the music leg as the transferor (late offer to the agent, re-INVITE of the
+    /// caller, BYE to the music leg when the agent's media is bridged).
+    fn dial_queue_music(&mut self, uri: &str, now: Instant) {
+        let Some(dest) = crate::sip::Uri::parse(uri)
+            .ok()
+            .and_then(|u| crate::incoming::uri_destination(&u))
+        else {
+            tracing::warn!(
+                call = self.key,
+                uri,
+                "queue music URI has no IP address; callers wait with 180"
+            );
+            return;
+        };
+        let presented = self
+            .legs
+            .get(CALLER)
+            .map(|l| l.dialog.remote_party.clone())
+            .unwrap_or_default();
+        let target = super::CallTarget {
+            agent: None,
+            party: format!("<{uri}>"),
+            contacts: vec![(uri.to_owned(), dest)],
+            presented_caller: presented,
+            headers: Vec::new(),
+            queue: None,
+            role: "music",
+        };
+        let offer = self.caller_invite_offer().unwrap_or_default();
+        self.add_callee(&target, uri, dest, &offer, now);
+    }
+
+    /// The music server answered a queued caller: wait for an agent as a transfer to the
+    /// queue whose release moment is the agent's answer.
+    pub(super) fn start_queue_music(&mut self, music_leg: crate::call::core::LegId, now: Instant) {
+        let Some(queue) = self.queued.clone() else {
+            return;
+        };
+        let policy = crate::transfer::Policy {
+            release: crate::transfer::ReleaseMoment::TargetAnswered,
+            notify_final_at: crate::transfer::ReleaseMoment::TargetAnswered,
+            on_target_failure: crate::transfer::FailurePath::FallbackOrRelease,
+            on_return_failure: None,
+            agent_after: crate::transfer::AgentAfter::IdleOrWrapUp,
+            hold_customer: false,
+            late_offer_to_target: true,
+            agent_hangup_before_answer: crate::transfer::AgentHangupAction::ContinueAsRelease,
+        };
+        tracing::info!(call = self.key, queue = %queue, "caller hears the queue music");
+        self.transfer = Some(super::transfer::TransferRun {
+            kind: crate::config::TransferType::Release,
+            policy,
+            target: Target::Queue(queue),
+            agent_leg: music_leg,
+            customer_leg: CALLER,
+            target_leg: None,
+            notify: None,
+            hold_pending: false,
+            target_offer: None,
+            agent_gone: false,
+            agent_id: None,
+            stage: super::transfer::Stage::Calling,
+            ringing_notified: false,
+            ring_deadline: None,
+            retry: None,
+            agent_released: false,
+            rebridge: None,
+        });
+        let _ = now;
     }
 
     /// Leaves the queue at once (caller gone, call answered elsewhere, call ending).
