@@ -73,7 +73,11 @@ async fn api_events_metrics_and_cdr_follow_a_call_and_an_api_transfer() {
     std::fs::create_dir_all(&dir).unwrap();
     let cdr = dir.join("cdr.jsonl");
     let mut target = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2002").await;
-    let extra = format!("{}\n{}", agent_2002(target.port()), http_section(&cdr));
+    let extra = format!(
+        "{}\n{}\n[[external_numbers]]\nname = \"partner\"\nnumber = \"0049301234567\"\nuser_number_forwarding = true\n",
+        agent_2002(target.port()),
+        http_section(&cdr)
+    );
 
     // Subscribe to the events before the call: start the server through establish_with and
     // read the SSE stream in the background.
@@ -159,6 +163,38 @@ async fn api_events_metrics_and_cdr_follow_a_call_and_an_api_transfer() {
     assert_eq!(status, 403, "{body}");
     let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(refusal["rule"], 1);
+    // Rule 2: an external number with user number forwarding takes success and
+    // conversation transfers only.
+    let (status, body) = http(
+        api,
+        "POST",
+        &path,
+        Some(TOKEN),
+        Some(r#"{"type":"release","target":"external:partner"}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["rule"], 2);
+    // An unknown target and a malformed one.
+    let (status, _) = http(
+        api,
+        "POST",
+        &path,
+        Some(TOKEN),
+        Some(r#"{"type":"success","target":"agent:4242"}"#),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = http(
+        api,
+        "POST",
+        &path,
+        Some(TOKEN),
+        Some(r#"{"type":"sideways","target":"agent:2002"}"#),
+    )
+    .await;
+    assert_eq!(status, 400);
 
     // A success transfer through the API: no REFER subscription, same bridging.
     let (status, body) = http(
@@ -219,6 +255,10 @@ async fn api_events_metrics_and_cdr_follow_a_call_and_an_api_transfer() {
     .await;
     assert_eq!(status, 202);
     let b1 = call.cust.expect_request(Method::Bye, T).await;
+    assert!(
+        b1.header(handover::sip::HeaderName::Reason).is_some(),
+        "operator BYE with a Reason"
+    );
     call.cust.reply(&b1, 200, None, &[], None).await;
     let b2 = target.expect_request(Method::Bye, T).await;
     target.reply(&b2, 200, None, &[], None).await;
@@ -256,9 +296,10 @@ async fn api_events_metrics_and_cdr_follow_a_call_and_an_api_transfer() {
     assert_eq!(rec["call_id"], call_id.as_str());
     assert_eq!(rec["direction"], "inbound");
     assert_eq!(rec["transfers"][0]["outcome"], "refused:1");
-    assert_eq!(rec["transfers"][1]["outcome"], "succeeded");
-    assert_eq!(rec["transfers"][1]["released_by"], "policy");
-    assert!(rec["transfers"][1]["agent_released_ms"].as_u64().is_some());
+    assert_eq!(rec["transfers"][1]["outcome"], "refused:2");
+    assert_eq!(rec["transfers"][2]["outcome"], "succeeded");
+    assert_eq!(rec["transfers"][2]["released_by"], "policy");
+    assert!(rec["transfers"][2]["agent_released_ms"].as_u64().is_some());
     assert_eq!(rec["legs"].as_array().unwrap().len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }

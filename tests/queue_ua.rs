@@ -364,3 +364,127 @@ async fn queue_music_answers_the_caller_until_an_agent_takes_the_call() {
     agent.reply(&bye, 200, None, &[], None).await;
     assert_idle(&server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ivr_reached_directly_sends_the_caller_on_to_an_agent_but_not_elsewhere() {
+    let mut ivr = ua("survey").await;
+    let mut agent = ua("2001").await;
+    let extra = format!(
+        "[[ivr]]\nname = \"survey\"\nnumber = \"7000\"\nuri = \"sip:survey@127.0.0.1:{}\"\n\n[external]\nadhoc_patterns = [\"^00[1-9][0-9]{{6,14}}$\"]\n",
+        ivr.port()
+    );
+    let toml = config(&[("2001", Some(agent.port()))], "", &extra);
+    let (server, udp, _) = start(&toml).await;
+    ivr.server = udp;
+    agent.server = udp;
+    let mut cust = ua("cust").await;
+    cust.server = udp;
+    let ids = Ids::new();
+    cust.send_raw(&invite("7000", &ids, &[], &customer_sdp(1, "sendrecv")))
+        .await;
+    let inv = ivr.expect_request(Method::Invite, T).await;
+    let itag = answer(&ivr, &inv).await;
+    let ok = cust.expect_response(Method::Invite, 200, T).await;
+    cust.send_raw(&ack_and_bye(&ids, &ok, "ACK", 1)).await;
+    ivr.expect_request(Method::Ack, T).await;
+
+    let refer = |cseq: u32, to: &str| {
+        ua::wire(
+            &[
+                &format!(
+                    "REFER {} SIP/2.0",
+                    ua::harness::contact_uri(&must_header(&inv, HeaderName::Contact))
+                ),
+                &format!(
+                    "Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport",
+                    ua::branch()
+                ),
+                "Max-Forwards: 70",
+                &format!("From: {};tag={itag}", must_header(&inv, HeaderName::To)),
+                &format!("To: {}", must_header(&inv, HeaderName::From)),
+                &format!("Call-ID: {}", inv.call_id()),
+                &format!("CSeq: {cseq} REFER"),
+                &format!("Refer-To: <sip:{to}@test.local>"),
+                "Content-Length: 0",
+            ],
+            "",
+        )
+    };
+    // To an external number: refused (rule 1, an IVR flow cannot transfer to a device).
+    ivr.send_raw(&refer(1, "0049301234567")).await;
+    let r = ivr.expect_response(Method::Refer, 403, T).await;
+    assert!(must_header(&r, HeaderName::Warning).contains("rule 1"));
+    // To an agent's number: accepted as a release transfer.
+    ivr.send_raw(&refer(2, "2001")).await;
+    ivr.expect_response(Method::Refer, 202, T).await;
+    let hold = cust.expect_request(Method::Invite, T).await;
+    cust.reply(
+        &hold,
+        200,
+        None,
+        &[],
+        Some(("application/sdp", &customer_sdp(2, "recvonly"))),
+    )
+    .await;
+    cust.expect_request(Method::Ack, T).await;
+    let ainv = agent.expect_request(Method::Invite, T).await;
+    agent
+        .reply(
+            &ainv,
+            200,
+            Some(&tag()),
+            &[],
+            Some(("application/sdp", &agent_sdp(1, "sendrecv"))),
+        )
+        .await;
+    let bridge = cust.expect_request(Method::Invite, T).await;
+    assert!(ua::body_text(&bridge).contains("m=audio 42000"));
+    cust.reply(
+        &bridge,
+        200,
+        None,
+        &[],
+        Some(("application/sdp", &customer_sdp(3, "sendrecv"))),
+    )
+    .await;
+    cust.expect_request(Method::Ack, T).await;
+    agent.expect_request(Method::Ack, T).await;
+    // The IVR was released (NOTIFYs and BYE; answer whatever comes).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the IVR leg was not released"
+        );
+        let Some(m) = ivr.recv_any(Duration::from_millis(500)).await else {
+            continue;
+        };
+        match m.method() {
+            Some(Method::Notify) => ivr.reply(&m, 200, None, &[], None).await,
+            Some(Method::Bye) => {
+                ivr.reply(&m, 200, None, &[], None).await;
+                break;
+            }
+            _ => {}
+        }
+    }
+    cust.send_raw(&ack_and_bye(&ids, &ok, "BYE", 4)).await;
+    cust.expect_response(Method::Bye, 200, T).await;
+    let bye = agent.expect_request(Method::Bye, T).await;
+    agent.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_wrap_up_after_a_call_then_become_idle() {
+    let mut call = ua::call::establish_with("[transfer]\nwrap_up_s = 1\n").await;
+    let text = call.cust_request("BYE", 2, &ua::branch(), &[], "");
+    call.cust.send_raw(&text).await;
+    call.cust.expect_response(Method::Bye, 200, T).await;
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    call.agent.reply(&bye, 200, None, &[], None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("wrap_up"));
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+}

@@ -1386,11 +1386,22 @@ impl Call {
     /// Ends everything at once (shutdown, operator): BYE/CANCEL/reject every leg.
     pub fn hangup_all(&mut self, reason: &str, now: Instant) {
         self.end_reason.get_or_insert_with(|| reason.to_owned());
+        self.transfer = None;
+        self.unreserve_agent();
         if self.legs.get(CALLER).map(|l| l.state) == Some(LegState::Early) {
             self.reject_caller(480, "Temporarily Unavailable", None, now);
         } else {
+            // Every confirmed leg learns why (RFC 3326): shutdown, operator.
             for leg in 0..self.legs.len() {
-                self.hang_up_leg(leg, now);
+                if self
+                    .legs
+                    .get(leg)
+                    .is_some_and(|l| l.state == LegState::Confirmed)
+                {
+                    self.send_bye(leg, Some(reason), now);
+                } else {
+                    self.hang_up_leg(leg, now);
+                }
             }
             self.phase = Phase::Ending;
         }

@@ -1385,6 +1385,7 @@ impl Call {
             .ok_or_else(|| ApiError::Conflict("the call is not connected".into()))?;
         let config = self.ep.config();
         let kind = TargetKind::of(&config, &target)
+            .filter(|_| config.target_exists(&target))
             .ok_or_else(|| ApiError::NotFound(format!("target {target} is not configured")))?;
         let direction = match self.caller {
             super::Caller::Customer { .. } => crate::transfer::Direction::Inbound,
