@@ -149,6 +149,8 @@ pub enum Purpose {
     LocalReinvite(super::transfer::Reinvite),
     /// An in-dialog OPTIONS asking whether the peer is still there (client).
     Keepalive,
+    /// A NOTIFY of a REFER subscription (client): the next one waits for its answer.
+    Notify,
 }
 
 /// Transaction key within one call.
@@ -221,6 +223,10 @@ pub struct Call {
     pub aliases: Vec<CallKey>,
     /// Next in-dialog OPTIONS keep-alive (`[sip] keepalive_s`).
     pub keepalive_at: Option<Instant>,
+    /// NOTIFYs waiting for the previous one's answer: (leg, sipfrag status line, terminated).
+    pub notify_queue: std::collections::VecDeque<(LegId, String, bool)>,
+    /// A BYE to send once the queued NOTIFYs of this leg have been answered.
+    pub bye_after_notify: Option<LegId>,
     /// Rule 4 (DESIGN.md §3): customer 1 left during a conversation transfer, so the agent,
     /// now with customer 2, may not transfer to an external number.
     pub customer_left_during_conversation: bool,
@@ -314,6 +320,8 @@ impl Call {
             alias_to: None,
             aliases: Vec::new(),
             keepalive_at: None,
+            notify_queue: std::collections::VecDeque::new(),
+            bye_after_notify: None,
             customer_left_during_conversation: false,
             queued: None,
             queue_offer: None,
@@ -759,6 +767,10 @@ impl Call {
 
     /// Ends `leg` from our side: BYE if confirmed, CANCEL if ringing.
     pub fn hang_up_leg(&mut self, leg: LegId, now: Instant) {
+        if self.bye_after_notify == Some(leg) {
+            // Its BYE follows the NOTIFYs still queued on it.
+            return;
+        }
         let Some(l) = self.legs.get(leg) else { return };
         match l.state {
             LegState::Confirmed => self.send_bye(leg, None, now),
@@ -896,6 +908,17 @@ impl Call {
         };
         let leg = entry.leg;
         let flow = self.legs.get(leg).map(|l| l.dialog.flow);
+        // A 2xx retransmitted while the INVITE is already Accepted (RFC 6026 §7.2) only
+        // needs the same ACK again (RFC 3261 §13.2.2.4); acting on it twice would start a
+        // second bridge, relay a second 200, and so on.
+        let retransmitted_2xx = (200..300).contains(&status)
+            && matches!(&entry.machine, Transaction::ClientInvite(m) if m.state() == ClientInviteState::Accepted);
+        if retransmitted_2xx {
+            if let Transaction::ClientInvite(m) = &mut entry.machine {
+                let _ = m.on_response(status, now);
+            }
+            return self.reack(&msg);
+        }
         let actions = match &mut entry.machine {
             Transaction::ClientInvite(m) => m.on_response(status, now),
             Transaction::ClientNonInvite(m) => m.on_response(status, now),
@@ -1007,6 +1030,12 @@ impl Call {
             Some(Purpose::Keepalive) => {
                 if matches!(status, 408 | 481) {
                     self.leg_lost(leg, now);
+                }
+                return;
+            }
+            Some(Purpose::Notify) => {
+                if status >= 200 {
+                    self.notify_done(leg, now);
                 }
                 return;
             }
@@ -1290,6 +1319,10 @@ impl Call {
             Some(Purpose::TransferTarget) => 5,
             Some(Purpose::Keepalive) => {
                 self.leg_lost(leg, now);
+                return;
+            }
+            Some(Purpose::Notify) => {
+                self.notify_done(leg, now);
                 return;
             }
             Some(Purpose::LocalReinvite(k)) => {

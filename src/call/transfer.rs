@@ -37,6 +37,9 @@ use crate::transfer::{
 };
 use crate::transport::Protocol;
 
+/// The Reason of the BYE that releases a transferring agent.
+const TRANSFERRED: &str = "SIP;cause=200;text=\"Call transferred\"";
+
 /// Which re-INVITE handover itself sent to a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reinvite {
@@ -440,6 +443,41 @@ impl Call {
         if terminated {
             t.notify = None;
         }
+        // One NOTIFY at a time per subscription, so the agent sees the progress in order
+        // even when a datagram is lost (RFC 6665 §4.2.2).
+        let in_flight = self.txns.values().any(|e| {
+            e.leg == leg
+                && matches!(e.purpose, Purpose::Notify)
+                && super::core::txn_active(&e.machine)
+        });
+        if in_flight {
+            self.notify_queue
+                .push_back((leg, status_line.to_owned(), terminated));
+            return;
+        }
+        self.send_notify(leg, status_line, terminated, now);
+    }
+
+    /// The previous NOTIFY on `leg` got its final response (or timed out): send the next,
+    /// or the BYE that waited for the last one.
+    pub(super) fn notify_done(&mut self, leg: LegId, now: Instant) {
+        if let Some(pos) = self.notify_queue.iter().position(|n| n.0 == leg) {
+            if let Some((leg, line, terminated)) = self.notify_queue.remove(pos) {
+                self.send_notify(leg, &line, terminated, now);
+            }
+        } else if self.bye_after_notify == Some(leg) {
+            self.bye_after_notify = None;
+            if self
+                .legs
+                .get(leg)
+                .is_some_and(|l| l.state == LegState::Confirmed)
+            {
+                self.send_bye(leg, Some(TRANSFERRED), now);
+            }
+        }
+    }
+
+    fn send_notify(&mut self, leg: LegId, status_line: &str, terminated: bool, now: Instant) {
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
@@ -474,7 +512,7 @@ impl Call {
             TxnKey::Client(branch.into()),
             leg,
             machine.into(),
-            Purpose::Local,
+            Purpose::Notify,
         );
     }
 
@@ -497,11 +535,12 @@ impl Call {
                 .get(agent_leg)
                 .is_some_and(|l| l.state == LegState::Confirmed)
         {
-            self.send_bye(
-                agent_leg,
-                Some("SIP;cause=200;text=\"Call transferred\""),
-                now,
-            );
+            if self.notify_queue.iter().any(|n| n.0 == agent_leg) {
+                // The final NOTIFY is still queued: the BYE follows it, never overtakes it.
+                self.bye_after_notify = Some(agent_leg);
+            } else {
+                self.send_bye(agent_leg, Some(TRANSFERRED), now);
+            }
         }
     }
 
