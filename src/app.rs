@@ -137,7 +137,6 @@ pub async fn start_from(
         )
         .await
         .map_err(|e| StartError::Http(format!("{}: {e}", config.http.listen)))?;
-        tracing::info!(addr = %server.local_addr(), "control API listening");
         Some(server)
     } else {
         None

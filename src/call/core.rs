@@ -1322,6 +1322,9 @@ impl Call {
                 return;
             }
             Some(Purpose::Notify) => {
+                // No answer to a NOTIFY: the subscriber is gone (RFC 6665 §4.2.2); drop the
+                // rest and release the agent's leg now.
+                self.notify_queue.retain(|n| n.0 != leg);
                 self.notify_done(leg, now);
                 return;
             }
