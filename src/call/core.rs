@@ -784,12 +784,8 @@ impl Call {
             return;
         };
         let branch = branch_for(self.key);
-        let cseq = l.dialog.next_cseq();
-        let target = l.dialog.remote_target.clone();
         let flow = l.dialog.flow;
-        let mut b = l
-            .dialog
-            .request(&self.ep, &Method::Bye, &target, &branch, cseq);
+        let mut b = l.dialog.next_request(&self.ep, &Method::Bye, &branch);
         if let Some(r) = reason {
             b.header("Reason", r);
         }
@@ -1544,12 +1540,8 @@ impl Call {
                 continue;
             };
             let branch = branch_for(self.key);
-            let cseq = l.dialog.next_cseq();
-            let target = l.dialog.remote_target.clone();
             let flow = l.dialog.flow;
-            let mut b = l
-                .dialog
-                .request(&self.ep, &Method::Options, &target, &branch, cseq);
+            let mut b = l.dialog.next_request(&self.ep, &Method::Options, &branch);
             b.header("User-Agent", &self.ep.user_agent);
             let bytes = b.finish();
             let (machine, actions) =

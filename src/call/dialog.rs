@@ -143,6 +143,13 @@ impl Dialog {
         self.local_cseq
     }
 
+    /// A new in-dialog request (next CSeq) to the remote target: see [`Dialog::request`].
+    pub fn next_request(&mut self, ep: &Endpoint, method: &Method, branch: &str) -> MessageBuilder {
+        let cseq = self.next_cseq();
+        let target = self.remote_target.clone();
+        self.request(ep, method, &target, branch, cseq)
+    }
+
     /// Start line, Via, Max-Forwards, Route, From, To, Call-ID, CSeq, and Contact for
     /// methods that carry one. The caller adds further headers and the body.
     pub fn request(

@@ -336,10 +336,8 @@ impl Call {
             return;
         };
         let branch = branch_for(self.key);
-        let cseq = l.dialog.next_cseq();
-        let target = l.dialog.remote_target.clone();
         let flow = l.dialog.flow;
-        let mut b = l.dialog.request(&self.ep, &method, &target, &branch, cseq);
+        let mut b = l.dialog.next_request(&self.ep, &method, &branch);
         copy_passthrough_headers(&mut b, &msg);
         b.header("User-Agent", &self.ep.user_agent);
         let body = msg.body();

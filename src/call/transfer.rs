@@ -485,12 +485,8 @@ impl Call {
             return;
         }
         let branch = branch_for(self.key);
-        let cseq = l.dialog.next_cseq();
-        let target = l.dialog.remote_target.clone();
         let flow = l.dialog.flow;
-        let mut b = l
-            .dialog
-            .request(&self.ep, &Method::Notify, &target, &branch, cseq);
+        let mut b = l.dialog.next_request(&self.ep, &Method::Notify, &branch);
         b.header("Event", "refer");
         b.header(
             "Subscription-State",
@@ -559,12 +555,8 @@ impl Call {
             return;
         }
         let branch = branch_for(self.key);
-        let cseq = l.dialog.next_cseq();
-        let target = l.dialog.remote_target.clone();
         let flow = l.dialog.flow;
-        let mut b = l
-            .dialog
-            .request(&self.ep, &Method::Invite, &target, &branch, cseq);
+        let mut b = l.dialog.next_request(&self.ep, &Method::Invite, &branch);
         b.header("Allow", super::core::ALLOW);
         b.header("Supported", "replaces");
         b.header("User-Agent", &self.ep.user_agent);
