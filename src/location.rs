@@ -19,7 +19,7 @@ use crate::registrar::{
     DigestConfig, DigestCredentials, Limits, RegisterError, RegisterRequest, Transition,
     Transport as RegTransport,
 };
-use crate::sip::{Contacts, HeaderName, Host, SipMessage};
+use crate::sip::{Contacts, HeaderName, SipMessage};
 use crate::transport::{ConnectionId, Destination, Protocol};
 
 /// A response decided by the registrar: status, reason, extra headers.
@@ -346,9 +346,4 @@ impl Location {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.bindings.next_expiry()
     }
-}
-
-/// `true` if `host` names this machine for our purposes (used for loose Request-URI checks).
-pub fn is_ip_host(host: &Host) -> bool {
-    !matches!(host, Host::Domain(_))
 }

@@ -19,7 +19,7 @@
 
 use std::time::Instant;
 
-use super::core::{Call, Leg, LegId, LegState, CALLER};
+use super::core::{Call, Leg, LegId, LegState};
 use super::dialog::Dialog;
 use super::registry::{key_from_tag, CallHandle, CallKey};
 use super::transfer::{Goal, Origin, Rebridge, Reinvite, Stage, TransferRun};
@@ -272,10 +272,5 @@ impl Call {
     /// Router aliases to drop when this call ends.
     pub fn aliases(&self) -> &[CallKey] {
         &self.aliases
-    }
-
-    /// The leg index of the caller (for attended-transfer checks in other modules).
-    pub fn caller_leg(&self) -> LegId {
-        CALLER
     }
 }

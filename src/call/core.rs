@@ -1342,7 +1342,7 @@ impl Call {
                 let current = self.transfer.as_ref().and_then(|t| t.target_leg) == Some(leg);
                 self.set_leg_state(leg, LegState::Ended);
                 if current {
-                    self.transfer_failed_timeout(now);
+                    self.transfer_failed(408, "Request Timeout", now);
                 }
             }
             0 => {

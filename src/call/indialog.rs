@@ -141,7 +141,8 @@ impl Call {
         let cancel_key = server_key(leg, &req.msg, false);
         let dest = req.response_destination();
         let mut machine = ServerNonInvite::new(reliability(dest.protocol), self.ep.timers);
-        let mut b = req.response(200, "OK", Some(&self.legs[CALLER].dialog.local_tag.clone()));
+        let tag = self.legs.get(leg).map(|l| l.dialog.local_tag.clone());
+        let mut b = req.response(200, "OK", tag.as_deref());
         b.header("Server", &self.ep.user_agent);
         if let Ok(actions) = machine.respond(200, b.finish(), now) {
             self.execute(&dest, actions);

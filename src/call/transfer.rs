@@ -925,7 +925,7 @@ impl Call {
 
     /// The target failed (busy, declined, no answer, unreachable) or the bridge did: report
     /// it and take the failure path of the policy.
-    fn transfer_failed(&mut self, code: u16, reason: &str, now: Instant) {
+    pub(super) fn transfer_failed(&mut self, code: u16, reason: &str, now: Instant) {
         let Some(t) = self.transfer.as_ref() else {
             return;
         };
@@ -1220,11 +1220,6 @@ impl Call {
         }
         self.transfer = None;
         self.unreserve_agent();
-    }
-
-    /// The target never answered our INVITE (Timer B) or could not be reached.
-    pub(super) fn transfer_failed_timeout(&mut self, now: Instant) {
-        self.transfer_failed(408, "Request Timeout", now);
     }
 }
 
