@@ -13,6 +13,7 @@
 //! answered statelessly: the same request gets the same answer, and an ACK for a refused
 //! INVITE has nothing to match and is dropped.
 
+use crate::call::session_timer::{negotiate_as_uas, SessionPolicy, UasDecision};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +33,7 @@ use crate::transaction::{Action, Reliability, ServerNonInvite};
 use crate::transport::{FramingError, Inbound, InboundSink, Protocol, Source};
 
 /// Option tags handover supports in `Require` (RFC 3261 §8.2.2.3).
-const SUPPORTED: &[&str] = &["replaces", "norefersub"];
+const SUPPORTED: &[&str] = &["replaces", "norefersub", "timer"];
 
 /// Routes inbound messages; the transport's sink.
 pub struct Dispatcher {
@@ -226,7 +227,7 @@ impl Dispatcher {
                     self.answer_local(req, 200, "OK", |b| {
                         b.header("Allow", crate::call::core::ALLOW);
                         b.header("Accept", "application/sdp");
-                        b.header("Supported", "replaces, norefersub");
+                        b.header("Supported", "replaces, timer, norefersub");
                     });
                 }
             }
@@ -422,6 +423,13 @@ impl Dispatcher {
         let Some(uri) = self.check_request(&req) else {
             return;
         };
+        let sessions = SessionPolicy::from_config(&self.ep.config().sip);
+        if let UasDecision::TooSmall { min_se_s } = negotiate_as_uas(&req.msg, sessions) {
+            // RFC 4028 §8.1: a session interval below our Min-SE is refused with ours.
+            return self.reply(&req, 422, "Session Interval Too Small", |b| {
+                b.header_fmt("Min-SE", format_args!("{min_se_s}"));
+            });
+        }
         if self.ep.draining.load(Ordering::Relaxed) {
             return self.reply(&req, 503, "Service Unavailable", |b| {
                 b.header("Retry-After", "60");

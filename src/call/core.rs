@@ -88,6 +88,8 @@ pub struct Leg {
     pub last_ack: Option<(u32, Bytes)>,
     /// `customer`, `agent`, `ivr`, `external` (for CDRs and the control API).
     pub role: &'static str,
+    /// The leg's RFC 4028 session timer, once negotiated.
+    pub session: Option<super::session_timer::SessionTimer>,
     pub created_at: Option<Instant>,
     pub answered_at: Option<Instant>,
     pub ended_at: Option<Instant>,
@@ -111,6 +113,7 @@ impl Leg {
             invite: Some(invite),
             last_ack: None,
             role: "agent",
+            session: None,
             created_at: None,
             answered_at: None,
             ended_at: None,
@@ -149,6 +152,8 @@ pub enum Purpose {
     LocalReinvite(super::transfer::Reinvite),
     /// An in-dialog OPTIONS asking whether the peer is still there (client).
     Keepalive,
+    /// Our RFC 4028 session refresh by UPDATE (client).
+    SessionRefresh,
     /// A NOTIFY of a REFER subscription (client): the next one waits for its answer.
     Notify,
 }
@@ -253,7 +258,7 @@ pub struct Call {
     outbox: Vec<(Destination, Bytes)>,
 }
 
-fn reliability(dest: &Destination) -> Reliability {
+pub(super) fn reliability(dest: &Destination) -> Reliability {
     match dest.protocol {
         Protocol::Udp => Reliability::Unreliable,
         Protocol::Tcp => Reliability::Reliable,
@@ -346,6 +351,7 @@ impl Call {
             invite: None,
             last_ack: None,
             role: if caller_is_agent { "agent" } else { "customer" },
+            session: None,
             created_at: Some(now),
             answered_at: None,
             ended_at: None,
@@ -428,6 +434,7 @@ impl Call {
             }),
             last_ack: None,
             role: target.role,
+            session: None,
             created_at: Some(now),
             answered_at: None,
             ended_at: None,
@@ -436,7 +443,7 @@ impl Call {
             .dialog
             .request(&self.ep, &Method::Invite, request_uri, &branch, cseq);
         b.header("Allow", ALLOW);
-        b.header("Supported", "replaces");
+        self.add_initial_session_headers(&mut b);
         b.header("User-Agent", &self.ep.user_agent);
         // Call data travels with the call (DESIGN.md §2): the call id, the presented
         // identity towards a trunk, data an IVR flow returned.
@@ -551,6 +558,7 @@ impl Call {
             transfer,
             self.unhold_retry.map(|r| r.0),
             self.keepalive_at,
+            self.session_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -720,6 +728,9 @@ impl Call {
         let local_tag = self.legs.get(leg).map(|l| l.dialog.local_tag.clone());
         let dest = request.response_destination();
         let is_invite = request.msg.method() == Some(&Method::Invite);
+        let is_update = request.msg.method() == Some(&Method::Update);
+        let session = ((is_invite || is_update) && (200..300).contains(&code))
+            .then(|| super::session_timer::answer(&request.msg, self.session_policy(), now));
         let cseq = request.msg.cseq().seq;
         let mut b = request.response(code, reason, local_tag.as_deref());
         if is_invite && (101..300).contains(&code) {
@@ -729,7 +740,12 @@ impl Call {
         }
         if code >= 200 && is_invite && code < 300 {
             b.header("Allow", ALLOW);
-            b.header("Supported", "replaces");
+            b.header("Supported", super::liveness::SUPPORTED);
+        }
+        if let Some((decision, timer)) = session {
+            for (name, value) in self.session_uas_2xx(leg, decision, timer, now) {
+                b.header(name, &value);
+            }
         }
         b.header("Server", &self.ep.user_agent);
         extra(&mut b);
@@ -1018,6 +1034,11 @@ impl Call {
         now: Instant,
     ) {
         let Some(status) = msg.status() else { return };
+        if (200..300).contains(&status)
+            && matches!(msg.cseq().method, Method::Invite | Method::Update)
+        {
+            self.session_uac_2xx(leg, msg, now);
+        }
         let purpose = match self.txns.get(key).map(|e| &e.purpose) {
             Some(Purpose::CalleeInvite) => 0,
             Some(Purpose::RelayOut { .. }) => 1,
@@ -1026,6 +1047,12 @@ impl Call {
             Some(Purpose::Keepalive) => {
                 if matches!(status, 408 | 481) {
                     self.leg_lost(leg, now);
+                }
+                return;
+            }
+            Some(Purpose::SessionRefresh) => {
+                if status >= 200 {
+                    self.on_session_refresh_response(leg, status, now);
                 }
                 return;
             }
@@ -1243,6 +1270,7 @@ impl Call {
         if self.keepalive_at.is_some_and(|t| t <= now) {
             self.send_keepalives(now);
         }
+        self.session_timeouts(now);
         if self.ring_deadline.is_some_and(|d| d <= now) {
             self.ring_deadline = None;
             if self.phase == Phase::Routing {
@@ -1313,7 +1341,7 @@ impl Call {
             Some(Purpose::Bye) => 2,
             Some(Purpose::CallerInvite(_)) => 3,
             Some(Purpose::TransferTarget) => 5,
-            Some(Purpose::Keepalive) => {
+            Some(Purpose::Keepalive | Purpose::SessionRefresh) => {
                 self.leg_lost(leg, now);
                 return;
             }
@@ -1508,89 +1536,6 @@ impl Call {
         msg.header(HeaderName::From)
             .map(|f| f.into_owned())
             .unwrap_or_default()
-    }
-}
-
-impl Call {
-    /// Arms the next keep-alive round (`[sip] keepalive_s`, 0 = off).
-    pub(super) fn arm_keepalive(&mut self, now: Instant) {
-        let every = self.ep.config().sip.keepalive_s;
-        self.keepalive_at = (every > 0).then(|| now + Duration::from_secs(every));
-    }
-
-    /// Sends an in-dialog OPTIONS on every connected leg (RFC 3261 §11: OPTIONS inside a
-    /// dialog is answered by the peer's UA; no answer or 481 means the peer lost the dialog).
-    fn send_keepalives(&mut self, now: Instant) {
-        self.arm_keepalive(now);
-        for leg in 0..self.legs.len() {
-            let Some(l) = self.legs.get_mut(leg) else {
-                continue;
-            };
-            if l.state != LegState::Confirmed {
-                continue;
-            }
-            let pending = self
-                .txns
-                .values()
-                .any(|e| e.leg == leg && matches!(e.purpose, Purpose::Keepalive));
-            if pending {
-                continue;
-            }
-            let Some(l) = self.legs.get_mut(leg) else {
-                continue;
-            };
-            let branch = branch_for(self.key);
-            let flow = l.dialog.flow;
-            let mut b = l.dialog.next_request(&self.ep, &Method::Options, &branch);
-            b.header("User-Agent", &self.ep.user_agent);
-            let bytes = b.finish();
-            let (machine, actions) =
-                ClientNonInvite::new(bytes, reliability(&flow), self.ep.timers, now);
-            self.execute(&flow, actions);
-            self.insert_txn(
-                TxnKey::Client(branch.into()),
-                leg,
-                machine.into(),
-                Purpose::Keepalive,
-            );
-        }
-    }
-
-    /// A leg stopped answering (keep-alive timed out, or 408/481): end the call cleanly —
-    /// BYE the other legs with a Reason, and the leg's agent is released.
-    pub(super) fn leg_lost(&mut self, leg: LegId, now: Instant) {
-        if self
-            .legs
-            .get(leg)
-            .is_none_or(|l| l.state != LegState::Confirmed)
-        {
-            return;
-        }
-        tracing::info!(
-            call = self.key,
-            leg,
-            "leg stopped answering; ending the call"
-        );
-        self.set_leg_state(leg, LegState::Ended);
-        self.transfer = None;
-        self.unreserve_agent();
-        self.end_reason
-            .get_or_insert_with(|| "peer stopped answering".to_owned());
-        for other in 0..self.legs.len() {
-            if other != leg
-                && self
-                    .legs
-                    .get(other)
-                    .is_some_and(|l| l.state == LegState::Confirmed)
-            {
-                self.send_bye(
-                    other,
-                    Some("SIP;cause=408;text=\"The other party stopped answering\""),
-                    now,
-                );
-            }
-        }
-        self.end_call("peer stopped answering", leg, now);
     }
 }
 

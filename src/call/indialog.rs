@@ -179,6 +179,11 @@ impl Call {
             Method::Bye => self.on_bye(leg, key, req, now),
             Method::Options => self.answer_local(leg, key, req, 200, "OK", now),
             Method::Invite => self.on_reinvite(leg, key, req, now),
+            // A body-less UPDATE changes nothing for the other leg: it is this leg's session
+            // refresh (RFC 4028 §9), answered here.
+            Method::Update if req.msg.body().is_empty() => {
+                self.answer_local(leg, key, req, 200, "OK", now)
+            }
             Method::Update | Method::Info | Method::Message => self.relay(leg, key, req, now),
             Method::Refer => self.on_refer(leg, key, req, now),
             Method::Prack | Method::Subscribe | Method::Notify | Method::Publish => {
@@ -201,10 +206,17 @@ impl Call {
         let dest = req.response_destination();
         let mut b = req.response(code, reason, None);
         b.header("Server", &self.ep.user_agent);
+        if req.msg.method() == Some(&Method::Update) && (200..300).contains(&code) {
+            let (decision, timer) =
+                super::session_timer::answer(&req.msg, self.session_policy(), now);
+            for (name, value) in self.session_uas_2xx(leg, decision, timer, now) {
+                b.header(name, &value);
+            }
+        }
         if req.msg.method() == Some(&Method::Options) || code == 501 || code == 405 {
             b.header("Allow", ALLOW);
             b.header("Accept", "application/sdp");
-            b.header("Supported", "replaces");
+            b.header("Supported", super::liveness::SUPPORTED);
         }
         let mut machine = ServerNonInvite::new(reliability(dest.protocol), self.ep.timers);
         if let Ok(actions) = machine.respond(code, b.finish(), now) {
@@ -333,6 +345,11 @@ impl Call {
             self.respond_server(server, 483, "Too Many Hops", None, now, |_| {});
             return;
         }
+        let session = if matches!(method, Method::Invite | Method::Update) {
+            self.session_request_headers(to)
+        } else {
+            Vec::new()
+        };
         let Some(l) = self.legs.get_mut(to) else {
             return;
         };
@@ -340,6 +357,9 @@ impl Call {
         let flow = l.dialog.flow;
         let mut b = l.dialog.next_request(&self.ep, &method, &branch);
         copy_passthrough_headers(&mut b, &msg);
+        for (name, value) in &session {
+            b.header(name, value);
+        }
         b.header("User-Agent", &self.ep.user_agent);
         let body = msg.body();
         let offer_in_request = !body.is_empty();

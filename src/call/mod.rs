@@ -13,9 +13,11 @@ pub mod attended;
 pub mod core;
 pub mod dialog;
 pub mod indialog;
+pub mod liveness;
 pub mod queueing;
 pub mod registry;
 pub mod report;
+pub mod session_timer;
 pub mod transfer;
 
 use crate::incoming::IncomingRequest;

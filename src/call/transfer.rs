@@ -54,6 +54,8 @@ pub enum Reinvite {
     FetchOffer,
     /// The fresh offer of another leg delivered to this one.
     Deliver,
+    /// An RFC 4028 session refresh, offering the SDP last sent on the leg again.
+    Refresh,
 }
 
 /// What a re-bridge (fresh offer from one leg delivered to another) is for.
@@ -548,17 +550,24 @@ impl Call {
         kind: Reinvite,
         now: Instant,
     ) {
+        if self
+            .legs
+            .get(leg)
+            .is_none_or(|l| l.state != LegState::Confirmed)
+        {
+            return;
+        }
+        let session = self.session_request_headers(leg);
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
-        if l.state != LegState::Confirmed {
-            return;
-        }
         let branch = branch_for(self.key);
         let flow = l.dialog.flow;
         let mut b = l.dialog.next_request(&self.ep, &Method::Invite, &branch);
         b.header("Allow", super::core::ALLOW);
-        b.header("Supported", "replaces");
+        for (name, value) in &session {
+            b.header(name, value);
+        }
         b.header("User-Agent", &self.ep.user_agent);
         let bytes = match sdp {
             Some(sdp) if !sdp.is_empty() => {
@@ -619,7 +628,7 @@ impl Call {
         let cseq = dialog.local_cseq;
         let mut b = dialog.request(&self.ep, &Method::Invite, &uri, &branch, cseq);
         b.header("Allow", super::core::ALLOW);
-        b.header("Supported", "replaces");
+        self.add_initial_session_headers(&mut b);
         b.header("User-Agent", &self.ep.user_agent);
         if let Some(rb) = referred_by {
             b.header("Referred-By", rb);
@@ -805,6 +814,13 @@ impl Call {
             self.send_2xx_ack(leg, msg.cseq().seq, None);
         }
         match (kind, status) {
+            (Reinvite::Refresh, 408 | 481) => self.leg_lost(leg, now),
+            (Reinvite::Refresh, 491) => {
+                if let Some(t) = self.legs.get_mut(leg).and_then(|l| l.session.as_mut()) {
+                    t.retry_soon(now);
+                }
+            }
+            (Reinvite::Refresh, _) => {}
             (Reinvite::FetchOffer, 200..=299) => {
                 self.rebridge_offer(leg, msg.cseq().seq, msg.body(), now)
             }
@@ -1154,6 +1170,7 @@ impl Call {
                         .and_then(|t| t.target_offer.as_ref().map(|o| o.1.clone())),
                     Reinvite::Unhold => self.direction_offer(leg, SdpDirection::SendRecv),
                     Reinvite::FetchOffer => None,
+                    Reinvite::Refresh => self.legs.get(leg).and_then(|l| l.sdp.last_sent()),
                     Reinvite::Deliver => self.transfer.as_ref().and_then(|t| {
                         t.rebridge
                             .as_ref()

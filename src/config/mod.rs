@@ -109,6 +109,12 @@ pub struct SipConfig {
     /// In-dialog OPTIONS to every connected leg this often (s); a leg that stops answering
     /// ends its call. 0 = off.
     pub keepalive_s: u64,
+    /// Session interval handover asks for on the legs it starts (RFC 4028 `Session-Expires`,
+    /// s); 0 = ask for none (a peer's own request is still honoured).
+    pub session_expires_s: u64,
+    /// The smallest session interval handover accepts (RFC 4028 `Min-SE`, s): smaller
+    /// requests get 422.
+    pub min_se_s: u64,
     /// `User-Agent`/`Server` header value; empty means the header is not sent.
     pub user_agent: String,
 }

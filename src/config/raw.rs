@@ -62,6 +62,10 @@ pub(super) struct RawSip {
     pub ring_timeout_s: u64,
     #[serde(default = "keepalive_s")]
     pub keepalive_s: u64,
+    #[serde(default = "session_expires_s")]
+    pub session_expires_s: u64,
+    #[serde(default = "min_se_s")]
+    pub min_se_s: u64,
     #[serde(default = "defaults::user_agent")]
     pub user_agent: String,
 }
@@ -92,6 +96,12 @@ fn max_calls() -> usize {
 }
 fn keepalive_s() -> u64 {
     60
+}
+fn session_expires_s() -> u64 {
+    1800
+}
+fn min_se_s() -> u64 {
+    90
 }
 
 fn sip_ring_timeout_s() -> u64 {

@@ -255,6 +255,13 @@ fn sip(raw: RawSip, issues: &mut Issues) -> SipConfig {
     issues.positive("sip.max_tcp_connections", raw.max_tcp_connections as u64);
     issues.positive("sip.max_calls", raw.max_calls as u64);
     issues.positive("sip.ring_timeout_s", raw.ring_timeout_s);
+    issues.positive("sip.min_se_s", raw.min_se_s);
+    if raw.session_expires_s != 0 && raw.session_expires_s < raw.min_se_s {
+        issues.push(
+            "sip.session_expires_s",
+            "must be 0 (off) or at least sip.min_se_s",
+        );
+    }
     if raw.user_agent.chars().any(char::is_control) {
         issues.push("sip.user_agent", "must not contain control characters");
     }
@@ -271,6 +278,8 @@ fn sip(raw: RawSip, issues: &mut Issues) -> SipConfig {
         max_calls: raw.max_calls,
         ring_timeout_s: raw.ring_timeout_s,
         keepalive_s: raw.keepalive_s,
+        session_expires_s: raw.session_expires_s,
+        min_se_s: raw.min_se_s,
         user_agent: raw.user_agent,
     }
 }

@@ -117,6 +117,16 @@ pub async fn establish_with(extra: &str) -> Call {
 
 /// [`establish_with`] with `sip_extra` lines in the `[sip]` section too.
 pub async fn establish_full(sip_extra: &str, extra: &str) -> Call {
+    establish_custom(sip_extra, extra, &[], &[]).await
+}
+
+/// [`establish_full`] with extra header lines in the customer's INVITE and the agent's 200.
+pub async fn establish_custom(
+    sip_extra: &str,
+    extra: &str,
+    invite_extra: &[&str],
+    answer_extra: &[(&str, &str)],
+) -> Call {
     let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
     let toml = format!(
         "{}\n{extra}",
@@ -127,7 +137,8 @@ pub async fn establish_full(sip_extra: &str, extra: &str) -> Call {
     let mut cust = UdpUa::bind(udp, "cust").await;
     let ids = Ids::new();
     let offer = customer_sdp(1, "sendrecv");
-    cust.send_raw(&invite("2001", &ids, &[], &offer)).await;
+    cust.send_raw(&invite("2001", &ids, invite_extra, &offer))
+        .await;
     cust.expect_status(100, T).await;
 
     let inv = agent.expect_request(Method::Invite, T).await;
@@ -179,7 +190,7 @@ pub async fn establish_full(sip_extra: &str, extra: &str) -> Call {
             &inv,
             200,
             Some(&agent_tag),
-            &[],
+            answer_extra,
             Some(("application/sdp", &answer)),
         )
         .await;
