@@ -169,10 +169,14 @@ async fn housekeeping(
         }
         let next_expiry = ep.location().next_expiry();
         let next_queue = ep.queue_timeouts();
+        let next_probe = crate::agent_probe::run(&ep, now);
         // Wake at the earliest timer, and at least every 200 ms: the dispatcher's table is
         // filled from receive tasks, which do not wake this task.
         let mut wake = now + Duration::from_millis(200);
-        for d in [next_txn, next_expiry, next_queue].into_iter().flatten() {
+        for d in [next_txn, next_expiry, next_queue, next_probe]
+            .into_iter()
+            .flatten()
+        {
             wake = wake.min(d);
         }
         tokio::select! {

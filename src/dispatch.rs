@@ -147,6 +147,12 @@ impl Dispatcher {
     }
 
     fn on_response(&self, msg: SipMessage, _source: Source) {
+        if let (Some(branch), Some(status)) = (msg.branch(), msg.status()) {
+            if branch.starts_with(crate::agent_probe::BRANCH_PREFIX) {
+                self.ep.probes().on_response(branch, status, now());
+                return;
+            }
+        }
         let call = msg
             .branch()
             .and_then(key_from_branch)

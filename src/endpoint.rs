@@ -79,6 +79,8 @@ pub struct Endpoint {
     /// 481s) and those of calls that have ended, absorbing retransmissions until their
     /// timers run out, so a finished call's actor can go at once.
     lingering: Mutex<Lingering>,
+    /// OPTIONS keep-alives to registered phones in flight.
+    probes: Mutex<crate::agent_probe::AgentProbes>,
     /// Per-source rate of new requests (`[limits] requests_per_source`).
     limiter: Mutex<crate::ratelimit::SourceLimiter>,
     /// `Server`/`User-Agent` header value.
@@ -125,6 +127,7 @@ impl Endpoint {
             outcomes: Mutex::new(Outcomes::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             lingering: Mutex::new(Lingering::default()),
+            probes: Mutex::new(crate::agent_probe::AgentProbes::default()),
             limiter: Mutex::new(crate::ratelimit::SourceLimiter::new(requests_per_source)),
         })
     }
@@ -387,6 +390,10 @@ impl Endpoint {
 impl Endpoint {
     pub fn lingering(&self) -> MutexGuard<'_, Lingering> {
         lock(&self.lingering)
+    }
+
+    pub fn probes(&self) -> MutexGuard<'_, crate::agent_probe::AgentProbes> {
+        lock(&self.probes)
     }
 
     pub fn rate_limiter(&self) -> MutexGuard<'_, crate::ratelimit::SourceLimiter> {

@@ -24,6 +24,7 @@
 //! - [`sdp`]: SDP validation and the line-preserving rewriter.
 //! - [`config`], [`cli`], [`app`]: configuration, command line, server lifecycle.
 
+pub mod agent_probe;
 pub mod api;
 pub mod app;
 pub mod call;

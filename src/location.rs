@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::incoming::IncomingRequest;
@@ -308,30 +308,34 @@ impl Location {
         self.bindings
             .lookup(aor, now)
             .into_iter()
-            .filter_map(|b| {
-                let uri = b
-                    .uri
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_owned();
-                let dest = match (b.source, b.transport) {
-                    (Some(addr), RegTransport::Tcp | RegTransport::Tls) => Destination {
-                        protocol: Protocol::Tcp,
-                        addr,
-                        connection: b.connection_id.map(ConnectionId),
-                    },
-                    (Some(addr), RegTransport::Udp) => Destination {
-                        protocol: Protocol::Udp,
-                        addr,
-                        connection: None,
-                    },
-                    (None, _) => crate::sip::Uri::parse(&uri)
-                        .ok()
-                        .and_then(|u| crate::incoming::uri_destination(&u))?,
-                };
-                Some((uri, dest))
+            .filter_map(binding_destination)
+            .collect()
+    }
+
+    /// Bindings due an OPTIONS keep-alive (see [`crate::agent_probe`]): (AOR, contact URI as
+    /// stored, Request-URI and flow).
+    pub fn due_probes(
+        &mut self,
+        every: Duration,
+        now: Instant,
+    ) -> Vec<(String, String, Destination)> {
+        self.bindings
+            .take_due_probes(every, now)
+            .into_iter()
+            .filter_map(|(aor, b)| {
+                let (_, dest) = binding_destination(&b)?;
+                Some((aor, b.uri, dest))
             })
             .collect()
+    }
+
+    /// Removes a binding whose phone stopped answering; `Logout` when it was the last.
+    pub fn remove_contact(&mut self, aor: &str, uri: &str, now: Instant) -> Transition {
+        self.bindings.remove_contact(aor, uri, now)
+    }
+
+    pub fn next_probe(&self, every: Duration) -> Option<Instant> {
+        self.bindings.next_probe(every)
     }
 
     pub fn is_registered(&self, aor: &str, now: Instant) -> bool {
@@ -346,4 +350,30 @@ impl Location {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.bindings.next_expiry()
     }
+}
+
+/// The Request-URI (the contact without angle brackets) and the flow that reaches a binding:
+/// the connection or address it registered from, else the contact's own host.
+fn binding_destination(b: &crate::registrar::Binding) -> Option<(String, Destination)> {
+    let uri = b
+        .uri
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned();
+    let dest = match (b.source, b.transport) {
+        (Some(addr), RegTransport::Tcp | RegTransport::Tls) => Destination {
+            protocol: Protocol::Tcp,
+            addr,
+            connection: b.connection_id.map(ConnectionId),
+        },
+        (Some(addr), RegTransport::Udp) => Destination {
+            protocol: Protocol::Udp,
+            addr,
+            connection: None,
+        },
+        (None, _) => crate::sip::Uri::parse(&uri)
+            .ok()
+            .and_then(|u| crate::incoming::uri_destination(&u))?,
+    };
+    Some((uri, dest))
 }

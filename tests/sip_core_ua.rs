@@ -79,6 +79,59 @@ async fn registration_expiry_logs_the_agent_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_phone_that_stops_answering_options_is_logged_out() {
+    // T1 = 100 ms: a probe without answer times out after 64·T1 = 6.4 s.
+    let toml = ua::harness::config("127.0.0.1/32", None, "keepalive_s = 1");
+    let (server, udp, _) = start(&toml).await;
+    let mut phone = UdpUa::bind(udp, "1001").await;
+    register(&mut phone, "1001", "pass1001", 3600).await;
+    assert_eq!(server.agent_state("1001").as_deref(), Some("idle"));
+    // The keep-alive: an out-of-dialog OPTIONS to the registered contact, on its flow.
+    let probe = phone
+        .expect_request(Method::Options, Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        probe.request_uri_str(),
+        Some(format!("sip:1001@{}", phone.local_addr()).as_str())
+    );
+    assert!(probe.to_tag().is_none(), "out of dialog");
+    assert!(must_header(&probe, HeaderName::To).contains("sip:1001@test.local"));
+    // Any answer keeps the phone registered, even a 405.
+    phone.reply(&probe, 405, Some(&tag()), &[], None).await;
+    let next = phone
+        .expect_request(Method::Options, Duration::from_secs(3))
+        .await;
+    assert_ne!(
+        next.call_id(),
+        probe.call_id(),
+        "each probe is its own request"
+    );
+    phone.reply(&next, 200, Some(&tag()), &[], None).await;
+    assert_eq!(server.agent_state("1001").as_deref(), Some("idle"));
+    // Then the phone vanishes: the next probe goes unanswered (retransmitted over UDP) and
+    // the binding is removed — the agent is logged out, nothing is offered into nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    while server.agent_state("1001").as_deref() != Some("logged_out") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "agent still {:?}",
+            server.agent_state("1001")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.stats().registrations, 0);
+    let unanswered = phone.clear_stash();
+    assert!(
+        unanswered
+            .iter()
+            .all(|m| m.method() == Some(&Method::Options)),
+        "only probes reached the phone"
+    );
+    assert_idle(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_direct_call_ends_with_480_after_the_ring_timeout() {
     let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
     let toml = ua::harness::config("127.0.0.1/32", Some(agent.port()), "ring_timeout_s = 1");

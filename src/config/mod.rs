@@ -106,8 +106,9 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// How long an agent leg rings before the offer counts as missed.
     pub ring_timeout_s: u64,
-    /// In-dialog OPTIONS to every connected leg this often (s); a leg that stops answering
-    /// ends its call. 0 = off.
+    /// OPTIONS keep-alives this often (s): in-dialog to every connected leg (a leg that stops
+    /// answering ends its call) and to every registered phone (one that stops answering
+    /// loses its binding). 0 = off.
     pub keepalive_s: u64,
     /// Session interval handover asks for on the legs it starts (RFC 4028 `Session-Expires`,
     /// s); 0 = ask for none (a peer's own request is still honoured).

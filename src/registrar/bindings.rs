@@ -160,6 +160,9 @@ pub struct Binding {
     pub connection_id: Option<u64>,
     /// When this binding was last written (orders equal-q bindings, newest first).
     pub updated_at: Instant,
+    /// When the phone last proved alive or was last asked (a REGISTER, or handover's
+    /// OPTIONS probe going out): the next probe is due a keep-alive interval later.
+    pub checked_at: Instant,
 }
 
 impl Binding {
@@ -353,6 +356,49 @@ impl Bindings {
             .is_some_and(|v| v.iter().any(|b| b.expires_at > now))
     }
 
+    /// Live bindings not checked for `every`: each is marked checked now and returned with
+    /// its AOR, so the caller probes it once (an OPTIONS keep-alive to a registered phone).
+    pub fn take_due_probes(&mut self, every: Duration, now: Instant) -> Vec<(String, Binding)> {
+        let mut due = Vec::new();
+        for (aor, list) in &mut self.by_aor {
+            for b in list.iter_mut() {
+                if b.expires_at > now && b.checked_at + every <= now {
+                    b.checked_at = now;
+                    due.push((aor.clone(), b.clone()));
+                }
+            }
+        }
+        due
+    }
+
+    /// When the next probe falls due (for the owner's timer).
+    pub fn next_probe(&self, every: Duration) -> Option<Instant> {
+        self.by_aor
+            .values()
+            .flatten()
+            .map(|b| b.checked_at + every)
+            .min()
+    }
+
+    /// Removes the binding of `aor` with contact `uri` (its phone stopped answering);
+    /// `Logout` when it was the AOR's last.
+    pub fn remove_contact(&mut self, aor: &str, uri: &str, now: Instant) -> Transition {
+        let Some(list) = self.by_aor.get_mut(aor) else {
+            return Transition::Unchanged;
+        };
+        let had_any = list.iter().any(|b| b.expires_at > now);
+        list.retain(|b| b.uri != uri);
+        let has_any = list.iter().any(|b| b.expires_at > now);
+        if list.is_empty() {
+            self.by_aor.remove(aor);
+        }
+        if had_any && !has_any {
+            Transition::Logout
+        } else {
+            Transition::Unchanged
+        }
+    }
+
     /// Number of stored bindings (expired ones count until [`Bindings::expire`] runs).
     pub fn count(&self) -> usize {
         self.by_aor.values().map(Vec::len).sum()
@@ -449,6 +495,7 @@ fn update(
             transport: request.transport,
             connection_id: request.connection_id,
             updated_at: now,
+            checked_at: now,
         };
         match existing.and_then(|i| list.get_mut(i).zip(touched.get_mut(i))) {
             Some((slot, t)) => {

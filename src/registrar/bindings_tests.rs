@@ -597,3 +597,65 @@ fn q_formatting() {
     assert_eq!(format_q(0.125), "0.125");
     assert_eq!(format_q(0.0), "0");
 }
+
+#[test]
+fn probes_fall_due_once_per_interval_and_a_register_resets_them() {
+    let t0 = Instant::now();
+    let every = Duration::from_secs(60);
+    let mut b = Bindings::new();
+    b.apply_register(
+        "1001",
+        req(one(UDP_CONTACT), Some(3600), "c1", 1),
+        limits(),
+        t0,
+    )
+    .unwrap();
+    assert_eq!(b.next_probe(every), Some(t0 + every));
+    assert!(b
+        .take_due_probes(every, t0 + Duration::from_secs(59))
+        .is_empty());
+    let due = b.take_due_probes(every, t0 + every);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].0, "1001");
+    assert_eq!(due[0].1.uri, UDP_CONTACT);
+    // Taken: not due again until a further interval has passed.
+    assert!(b.take_due_probes(every, t0 + every).is_empty());
+    assert_eq!(b.next_probe(every), Some(t0 + every + every));
+    // A re-REGISTER proves the phone alive: the clock starts again from it.
+    let t1 = t0 + Duration::from_secs(100);
+    b.apply_register(
+        "1001",
+        req(one(UDP_CONTACT), Some(3600), "c1", 2),
+        limits(),
+        t1,
+    )
+    .unwrap();
+    assert_eq!(b.next_probe(every), Some(t1 + every));
+}
+
+#[test]
+fn removing_the_last_contact_of_a_dead_phone_logs_the_agent_out() {
+    let t0 = Instant::now();
+    let mut b = Bindings::new();
+    let two = Contacts::List(vec![
+        ContactSpec::new("sip:1001@10.0.0.5:5070"),
+        ContactSpec::new("sip:1001@10.0.0.6:5070"),
+    ]);
+    b.apply_register("1001", req(two, Some(3600), "c1", 1), limits(), t0)
+        .unwrap();
+    assert_eq!(
+        b.remove_contact("1001", "sip:1001@10.0.0.5:5070", t0),
+        Transition::Unchanged
+    );
+    assert!(b.is_registered("1001", t0));
+    assert_eq!(
+        b.remove_contact("1001", "sip:1001@10.0.0.6:5070", t0),
+        Transition::Logout
+    );
+    assert!(!b.is_registered("1001", t0));
+    assert_eq!(
+        b.remove_contact("1001", "sip:x@y", t0),
+        Transition::Unchanged
+    );
+    assert_eq!(b.count(), 0);
+}
