@@ -779,3 +779,216 @@ async fn attended_transfer_with_replaces_joins_the_customer_and_the_consulted_ta
     assert_idle(&call.server).await;
     assert_eq!(call.server.agent_state("2002").as_deref(), Some("idle"));
 }
+
+fn agent_2003(port: u16) -> String {
+    format!(
+        "[[agents]]\nid = \"2003\"\npassword = \"pass2003\"\nskills = [\"support\"]\ncontact = \"sip:2003@127.0.0.1:{port}\"\n"
+    )
+}
+
+/// `target` receives the late-offer INVITE of a transfer, answers 200 with its offer; the
+/// customer is re-INVITEd with it and `target` gets the ACK with the customer's answer.
+async fn target_answers(call: &mut Call, target: &mut UdpUa, version: u64) -> SipMessage {
+    let inv = target.expect_request(Method::Invite, T).await;
+    assert!(inv.body().is_empty(), "late offer");
+    target
+        .reply(
+            &inv,
+            200,
+            Some(&tag()),
+            &[],
+            Some(("application/sdp", &target_sdp())),
+        )
+        .await;
+    customer_takes_reinvite(call, "sendrecv", "sendrecv", version).await;
+    let ack = target.expect_request(Method::Ack, T).await;
+    assert!(
+        !ack.body().is_empty(),
+        "the ACK carries the customer's answer"
+    );
+    inv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_release_transfer_sends_the_customer_to_the_fallback() {
+    let mut target = target_ua("2002").await;
+    let mut fallback = target_ua("2003").await;
+    let (cdr, cdr_path) = cdr_section();
+    let extra = format!(
+        "{}{}\n[transfer]\nfallback = \"agent:2003\"\n\n{cdr}",
+        agent_2002(target.port()),
+        agent_2003(fallback.port())
+    );
+    let mut call = establish_with(&extra).await;
+    target.server = call.agent.server;
+    fallback.server = call.agent.server;
+
+    refer(
+        &mut call,
+        1,
+        "<sip:*22002@test.local>",
+        &["Refer-Sub: false"],
+    )
+    .await;
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    call.agent.reply(&bye, 200, None, &[], None).await;
+    customer_takes_reinvite(&mut call, "sendonly", "recvonly", 2).await;
+    // The target is busy ...
+    let inv = target.expect_request(Method::Invite, T).await;
+    target.reply(&inv, 486, Some(&tag()), &[], None).await;
+    target.expect_request(Method::Ack, T).await;
+    // ... so the customer, still held (no second hold), goes to the fallback.
+    let finv = target_answers(&mut call, &mut fallback, 3).await;
+    assert!(
+        finv.header(HeaderName::CallInfo).is_some(),
+        "call data travels to the fallback"
+    );
+    call.cust.expect_silence(Duration::from_millis(300)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    assert_eq!(call.server.agent_state("2003").as_deref(), Some("talking"));
+    customer_bye(&mut call, 4).await;
+    let bye = fallback.expect_request(Method::Bye, T).await;
+    fallback.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+    let rec = the_cdr(&cdr_path).await;
+    assert_eq!(rec["transfers"][0]["target"], "agent:2002");
+    assert_eq!(rec["transfers"][0]["outcome"], "failed:486");
+    assert_eq!(rec["transfers"][1]["transfer_type"], "release");
+    assert_eq!(rec["transfers"][1]["target"], "agent:2003");
+    assert_eq!(rec["transfers"][1]["outcome"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_release_transfer_without_fallback_releases_the_customer_with_a_reason() {
+    let mut target = target_ua("2002").await;
+    let mut call = establish_with(&agent_2002(target.port())).await;
+    target.server = call.agent.server;
+    refer(
+        &mut call,
+        1,
+        "<sip:*22002@test.local>",
+        &["Refer-Sub: false"],
+    )
+    .await;
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    call.agent.reply(&bye, 200, None, &[], None).await;
+    customer_takes_reinvite(&mut call, "sendonly", "recvonly", 2).await;
+    let inv = target.expect_request(Method::Invite, T).await;
+    target.reply(&inv, 486, Some(&tag()), &[], None).await;
+    target.expect_request(Method::Ack, T).await;
+    let bye = call.cust.expect_request(Method::Bye, T).await;
+    let reason = must_header(&bye, HeaderName::Reason);
+    assert!(reason.contains("cause=486"), "{reason}");
+    call.cust.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+}
+
+/// A hang-up transfer up to the agent `waiting` (IVR answered, the phone hung up). Returns
+/// the IVR's INVITE and its To tag.
+async fn hangup_to_ivr(call: &mut Call, ivr_ua: &mut UdpUa) -> (SipMessage, String) {
+    refer(call, 1, "<sip:*47000@test.local>", &["Refer-Sub: false"]).await;
+    customer_takes_reinvite(call, "sendonly", "recvonly", 2).await;
+    let inv = ivr_ua.expect_request(Method::Invite, T).await;
+    let itag = tag();
+    ivr_ua
+        .reply(
+            &inv,
+            200,
+            Some(&itag),
+            &[],
+            Some(("application/sdp", &target_sdp())),
+        )
+        .await;
+    customer_takes_reinvite(call, "sendrecv", "sendrecv", 3).await;
+    ivr_ua.expect_request(Method::Ack, T).await;
+    let text = call.agent_request("BYE", 2, &branch());
+    call.agent.send_raw(&text).await;
+    call.agent.expect_response(Method::Bye, 200, T).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("waiting"));
+    (inv, itag)
+}
+
+/// The IVR ends its part with BYE carrying `X-Flow-Result: paid`.
+async fn ivr_hangs_up(ivr_ua: &mut UdpUa, inv: &SipMessage, itag: &str) {
+    let from = format!("From: {};tag={itag}", must_header(inv, HeaderName::To));
+    let to = format!("To: {}", must_header(inv, HeaderName::From));
+    let cid = format!("Call-ID: {}", inv.call_id());
+    let start = format!(
+        "BYE {} SIP/2.0",
+        ua::harness::contact_uri(&must_header(inv, HeaderName::Contact))
+    );
+    let text = ua::wire(
+        &[
+            &start,
+            "Via: SIP/2.0/UDP {ip}:{port};branch={b};rport",
+            "Max-Forwards: 70",
+            &from,
+            &to,
+            &cid,
+            "CSeq: 1 BYE",
+            "X-Flow-Result: paid",
+            "Content-Length: 0",
+        ],
+        "",
+    )
+    .replace("{b}", &branch());
+    ivr_ua.send_raw(&text).await;
+    ivr_ua.expect_response(Method::Bye, 200, T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangup_transfer_whose_agent_does_not_answer_the_return_call_goes_to_the_fallback() {
+    let mut ivr_ua = target_ua("survey").await;
+    let mut fallback = target_ua("2003").await;
+    let extra = format!(
+        "{}{}\n[transfer]\nfallback = \"agent:2003\"\n",
+        ivr(ivr_ua.port()),
+        agent_2003(fallback.port())
+    );
+    let mut call = establish_with(&extra).await;
+    ivr_ua.server = call.agent.server;
+    fallback.server = call.agent.server;
+    let (inv, itag) = hangup_to_ivr(&mut call, &mut ivr_ua).await;
+    ivr_hangs_up(&mut ivr_ua, &inv, &itag).await;
+    // The agent is called back but declines ...
+    let back = call.agent.expect_request(Method::Invite, T).await;
+    call.agent.reply(&back, 480, Some(&tag()), &[], None).await;
+    call.agent.expect_request(Method::Ack, T).await;
+    // ... so the customer is held and goes to the fallback, with the flow's data.
+    customer_takes_reinvite(&mut call, "sendonly", "recvonly", 4).await;
+    let finv = target_answers(&mut call, &mut fallback, 5).await;
+    assert_eq!(finv.header_named("X-Flow-Result").as_deref(), Some("paid"));
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    customer_bye(&mut call, 4).await;
+    let bye = fallback.expect_request(Method::Bye, T).await;
+    fallback.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangup_transfer_past_max_waiting_frees_the_agent_and_the_return_goes_to_the_fallback() {
+    let mut ivr_ua = target_ua("survey").await;
+    let mut fallback = target_ua("2003").await;
+    let extra = format!(
+        "{}max_waiting_s = 1\n{}\n[transfer]\nfallback = \"agent:2003\"\n",
+        ivr(ivr_ua.port()),
+        agent_2003(fallback.port())
+    );
+    let mut call = establish_with(&extra).await;
+    ivr_ua.server = call.agent.server;
+    fallback.server = call.agent.server;
+    let (inv, itag) = hangup_to_ivr(&mut call, &mut ivr_ua).await;
+    // `waiting` lasts at most max_waiting_s: then the agent is free for other calls.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    ivr_hangs_up(&mut ivr_ua, &inv, &itag).await;
+    // Not called back: the customer goes to the fallback.
+    customer_takes_reinvite(&mut call, "sendonly", "recvonly", 4).await;
+    target_answers(&mut call, &mut fallback, 5).await;
+    call.agent.expect_silence(Duration::from_millis(300)).await;
+    customer_bye(&mut call, 4).await;
+    let bye = fallback.expect_request(Method::Bye, T).await;
+    fallback.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+}

@@ -215,6 +215,13 @@ pub struct Call {
     pub transfer: Option<super::transfer::TransferRun>,
     /// An agent reserved for this call (hang-up transfer: `waiting`).
     pub reserved_agent: Option<String>,
+    /// When the reservation runs out (`[[ivr]] max_waiting_s`): the agent is freed, and the
+    /// IVR's return goes to the call's queue or the fallback instead.
+    pub waiting_until: Option<Instant>,
+    /// The skill queue the customer came through (the "agent's queue" of DESIGN.md §3).
+    pub via_queue: Option<String>,
+    /// The `[transfer] fallback` was tried already (never twice: no loops).
+    pub fallback_used: bool,
     /// Data the call carries to every target (DESIGN.md §2): headers set by an IVR flow.
     pub call_data: Vec<(String, String)>,
     /// A resume re-INVITE answered 491, to send again (RFC 3261 §14.1).
@@ -319,6 +326,9 @@ impl Call {
             bridge: None,
             transfer: None,
             reserved_agent: None,
+            waiting_until: None,
+            via_queue: None,
+            fallback_used: false,
             call_data: Vec::new(),
             unhold_retry: None,
             unhold_after_hold: None,
@@ -559,6 +569,7 @@ impl Call {
             self.unhold_retry.map(|r| r.0),
             self.keepalive_at,
             self.session_deadline(),
+            self.waiting_until,
         ]
         .into_iter()
         .flatten()
@@ -1178,6 +1189,7 @@ impl Call {
         if let Some(agent) = self.queue_offer.take() {
             self.ep.queue_offer_answered(self.key, &agent);
             if let Some(q) = self.queued.take() {
+                self.via_queue = Some(q.clone());
                 self.queue_left(q, "answered");
             }
         }
@@ -1498,6 +1510,7 @@ impl Call {
     }
 
     pub fn unreserve_agent(&mut self) {
+        self.waiting_until = None;
         if let Some(agent) = self.reserved_agent.take() {
             self.ep.agent_event(&agent, AgentEvent::WaitingEnded);
         }

@@ -598,6 +598,16 @@ impl Call {
         let Some(customer) = self.transfer.as_ref().map(|t| t.customer_leg) else {
             return;
         };
+        let held = self
+            .legs
+            .get(customer)
+            .and_then(|l| l.sdp.last_sent())
+            .and_then(|sdp| crate::sdp::inspect(&sdp).ok())
+            .is_some_and(|s| s.is_hold());
+        if held {
+            // Still held from an earlier attempt (a fallback after a failed transfer).
+            return;
+        }
         if let Some(offer) = self.direction_offer(customer, SdpDirection::SendOnly) {
             if let Some(t) = self.transfer.as_mut() {
                 t.hold_pending = true;
@@ -731,6 +741,7 @@ impl Call {
                 if let Some(agent) = self.queue_offer.take() {
                     self.ep.queue_offer_answered(self.key, &agent);
                     if let Some(q) = self.queued.take() {
+                        self.via_queue = Some(q.clone());
                         self.queue_left(q, "answered");
                     }
                 }
@@ -925,6 +936,13 @@ impl Call {
                 self.notify("SIP/2.0 200 OK", true, now);
                 if let Some(agent) = agent {
                     self.reserve_agent(&agent);
+                    let max = match self.transfer.as_ref().map(|t| &t.target) {
+                        Some(Target::Ivr(name)) => {
+                            self.ep.config().ivr(name).map(|v| v.max_waiting())
+                        }
+                        _ => None,
+                    };
+                    self.waiting_until = max.map(|m| now + m);
                 }
                 if let Some(t) = self.transfer.as_mut() {
                     t.stage = Stage::WithIvr;
@@ -984,6 +1002,12 @@ impl Call {
                 | FailurePath::CustomerBackToAgent
                 | FailurePath::AgentKeepsCustomer
         );
+        // The waiting agent did not answer the return call: the agent's queue or fallback.
+        let path = if returning {
+            FailurePath::AgentQueueOrFallback
+        } else {
+            path
+        };
         if agent_there && back_to_agent && !returning {
             self.bridge = Some((customer, agent_leg));
             if hold_pending {
@@ -995,19 +1019,79 @@ impl Call {
                 self.local_reinvite(customer, offer, Reinvite::Unhold, now);
             }
         } else {
-            // Release path: no fallback target configured for this call, so the customer is
-            // released with the reason (DESIGN.md §3, release row).
             self.unreserve_agent();
-            let reason_header = format!("SIP;cause={code};text=\"Transfer failed: {reason}\"");
-            if self
-                .legs
-                .get(customer)
-                .is_some_and(|l| l.state == LegState::Confirmed)
-            {
-                self.send_bye(customer, Some(&reason_header), now);
-            }
-            self.end_call("transfer failed", customer, now);
+            self.fallback_or_release(customer, agent_leg, path, code, reason, now);
         }
+    }
+
+    /// DESIGN.md §3 failure paths without the agent: the customer goes to the call's queue
+    /// (hang-up transfer, when it came through one) or the `[transfer] fallback`, as a
+    /// release transfer; without either — or when that fails too — the customer is released
+    /// with a Reason carrying the failure.
+    fn fallback_or_release(
+        &mut self,
+        customer: LegId,
+        agent_leg: LegId,
+        path: FailurePath,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) {
+        let customer_up = self
+            .legs
+            .get(customer)
+            .is_some_and(|l| l.state == LegState::Confirmed);
+        let config = self.ep.config();
+        let target = match path {
+            FailurePath::AgentQueueOrFallback => self
+                .via_queue
+                .clone()
+                .map(Target::Queue)
+                .or_else(|| config.transfer.fallback_target()),
+            _ => config.transfer.fallback_target(),
+        }
+        .filter(|_| customer_up && !self.fallback_used);
+        if let Some(target) = target {
+            self.fallback_used = true;
+            let policy = TargetKind::of(&config, &target).and_then(|kind| {
+                let request = PolicyRequest {
+                    transfer: TransferType::Release,
+                    target: kind,
+                    direction: crate::transfer::Direction::Inbound,
+                    history: History::default(),
+                };
+                decide(&request, config.transfer.agent_hangup_during_conversation).ok()
+            });
+            if let Some(policy) = policy {
+                tracing::info!(call = self.key, target = %target, "customer goes to the fallback");
+                let selection = crate::transfer::Selection {
+                    transfer: TransferType::Release,
+                    source: crate::transfer::TypeSource::GlobalDefault,
+                    dialled: target.to_string(),
+                    target,
+                };
+                self.begin_transfer(
+                    agent_leg,
+                    customer,
+                    selection,
+                    policy,
+                    Origin::default(),
+                    now,
+                );
+                if let Some(t) = self.transfer.as_mut() {
+                    // The agent is gone already: nothing to release or notify.
+                    t.agent_gone = true;
+                    t.agent_released = true;
+                    return;
+                }
+                // Refused at once (queue full, no agent logged in): released below.
+            }
+        }
+        let reason_header = format!("SIP;cause={code};text=\"Transfer failed: {reason}\"");
+        if customer_up {
+            self.send_bye(customer, Some(&reason_header), now);
+        }
+        self.end_call("transfer failed", customer, now);
     }
 
     /// A BYE on a leg while a transfer runs; `true` when the transfer consumed it (the call
@@ -1057,21 +1141,28 @@ impl Call {
 
     /// The IVR flow returns the call by REFER (to the waiting agent only, rule 1).
     fn ivr_refer(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
-        let agent = self.reserved_agent.clone().unwrap_or_default();
-        let to_agent = match req.msg.refer_to() {
-            Ok(Some(r)) => {
-                let user = percent_decode(r.uri.user_str());
-                let user = self
-                    .ep
-                    .config()
-                    .transfer
-                    .split_prefix(&user)
-                    .map(|(_, u)| u.to_owned())
-                    .unwrap_or(user);
-                user == agent
-            }
-            _ => false,
-        };
+        // The agent who handed the call over (still reserved, or freed after max_waiting_s:
+        // then the return goes to the queue or fallback, but it is still a return).
+        let agent = self
+            .reserved_agent
+            .clone()
+            .or_else(|| self.transfer.as_ref().and_then(|t| t.agent_id.clone()))
+            .unwrap_or_default();
+        let to_agent = !agent.is_empty()
+            && match req.msg.refer_to() {
+                Ok(Some(r)) => {
+                    let user = percent_decode(r.uri.user_str());
+                    let user = self
+                        .ep
+                        .config()
+                        .transfer
+                        .split_prefix(&user)
+                        .map(|(_, u)| u.to_owned())
+                        .unwrap_or(user);
+                    user == agent
+                }
+                _ => false,
+            };
         if !to_agent {
             let w = crate::transfer::REFUSE_IVR_TRANSFER.warning_header_value();
             return self.answer_with(leg, key, req, (403, "Forbidden"), Some(w), now);
@@ -1079,11 +1170,17 @@ impl Call {
         let msg = req.msg.clone();
         self.answer_with(leg, key, req, (202, "Accepted"), None, now);
         self.ivr_returned(leg, &msg, now);
-        self.send_bye(
-            leg,
-            Some("SIP;cause=200;text=\"Call returned to the agent\""),
-            now,
-        );
+        if self
+            .legs
+            .get(leg)
+            .is_some_and(|l| l.state == LegState::Confirmed)
+        {
+            self.send_bye(
+                leg,
+                Some("SIP;cause=200;text=\"Call returned to the agent\""),
+                now,
+            );
+        }
     }
 
     /// The IVR flow ended its part: keep the data it returned and call the waiting agent
@@ -1098,9 +1195,6 @@ impl Call {
                 self.call_data.push((raw.to_owned(), value.into_owned()));
             }
         }
-        let Some(agent) = self.reserved_agent.clone() else {
-            return;
-        };
         let customer = self
             .transfer
             .as_ref()
@@ -1109,6 +1203,24 @@ impl Call {
         if self.bridge == Some((customer, ivr_leg)) {
             self.bridge = None;
         }
+        let Some(agent) = self.reserved_agent.clone() else {
+            // The agent's waiting time ran out: the call goes to its queue or the fallback.
+            let agent_leg = self
+                .transfer
+                .as_ref()
+                .map(|t| t.agent_leg)
+                .unwrap_or(ivr_leg);
+            self.transfer = None;
+            let path = FailurePath::AgentQueueOrFallback;
+            return self.fallback_or_release(
+                customer,
+                agent_leg,
+                path,
+                480,
+                "Agent not waiting",
+                now,
+            );
+        };
         tracing::info!(call = self.key, agent = %agent, "IVR flow returned the call");
         let agent_leg = self.transfer.as_ref().map(|t| t.agent_leg);
         if let Some(agent_leg) = agent_leg.filter(|l| {
@@ -1179,6 +1291,12 @@ impl Call {
                 };
                 self.local_reinvite(leg, body, kind, now);
             }
+        }
+        if self.waiting_until.is_some_and(|d| d <= now) {
+            // `[[ivr]] max_waiting_s`: the agent is free again; the IVR's return will go to
+            // the call's queue or the fallback (DESIGN.md §3, hang-up row).
+            tracing::info!(call = self.key, "agent waited too long for the IVR; freed");
+            self.unreserve_agent();
         }
         let Some(t) = self.transfer.as_mut() else {
             return;

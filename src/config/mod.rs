@@ -371,6 +371,10 @@ pub struct TransferConfig {
     pub wrap_up_s: u64,
     /// How long a transfer target rings before the attempt fails.
     pub ring_timeout_s: u64,
+    /// Where a customer goes when a release transfer's target fails, or a hang-up transfer
+    /// cannot return the call to its agent and the call came through no queue
+    /// (`queue:<name>`, `agent:<id>`, `ivr:<name>`, ...). None: released with a Reason.
+    pub fallback: Option<String>,
 }
 
 impl Default for TransferConfig {
@@ -381,11 +385,17 @@ impl Default for TransferConfig {
             agent_hangup_during_conversation: AgentHangupPolicy::Continue,
             wrap_up_s: 0,
             ring_timeout_s: defaults::TRANSFER_RING_TIMEOUT_S,
+            fallback: None,
         }
     }
 }
 
 impl TransferConfig {
+    /// The parsed `fallback` target (validated at load).
+    pub fn fallback_target(&self) -> Option<Target> {
+        self.fallback.as_deref().and_then(|s| s.parse().ok())
+    }
+
     pub fn wrap_up(&self) -> Duration {
         Duration::from_secs(self.wrap_up_s)
     }

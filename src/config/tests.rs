@@ -417,3 +417,38 @@ fn errors_display_one_per_line() {
         "f.toml:2: sip.listen: at least one listen entry is required\nf.toml:3: sip.domain: must not be empty\n"
     );
 }
+
+#[test]
+fn session_timer_and_fallback_checks() {
+    let c = Config::from_toml_str(MIN).unwrap();
+    assert_eq!((c.sip.session_expires_s, c.sip.min_se_s), (1800, 90));
+    assert_eq!(c.transfer.fallback_target(), None);
+    let src = "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"d\"\n\
+               session_expires_s = 60\nmin_se_s = 90\n";
+    assert_eq!(at(src), vec![(4, "sip.session_expires_s".to_string())]);
+    let off = "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\ndomain = \"d\"\nsession_expires_s = 0\n";
+    assert_eq!(Config::from_toml_str(off).unwrap().sip.session_expires_s, 0);
+    let fields: Vec<String> = errors(&with("[transfer]\nfallback = \"queue:nope\"\n"))
+        .into_iter()
+        .map(|(_, f, m)| format!("{f}: {m}"))
+        .collect();
+    assert_eq!(
+        fields,
+        ["transfer.fallback: `queue:nope` is not configured"]
+    );
+    assert_eq!(
+        errors(&with("[transfer]\nfallback = \"nowhere\"\n"))[0].1,
+        "transfer.fallback"
+    );
+    let ok = with(
+        "[[queues]]\nname = \"sales\"\nnumber = \"8000\"\nskill = \"s\"\n\
+         [transfer]\nfallback = \"queue:sales\"\n",
+    );
+    assert_eq!(
+        Config::from_toml_str(&ok)
+            .unwrap()
+            .transfer
+            .fallback_target(),
+        Some(Target::Queue("sales".into()))
+    );
+}

@@ -589,6 +589,16 @@ fn cross_checks(c: &Config, issues: &mut Issues) {
         }
     }
 
+    if let Some(fallback) = &c.transfer.fallback {
+        match fallback.parse::<Target>() {
+            Err(e) => issues.push("transfer.fallback", format!("`{fallback}`: {e}")),
+            Ok(target) if !c.target_exists(&target) => {
+                issues.push("transfer.fallback", format!("`{target}` is not configured"))
+            }
+            Ok(_) => {}
+        }
+    }
+
     for (i, q) in c.queues.iter().enumerate() {
         let Some(target) = &q.overflow else { continue };
         let field = format!("queues[{i}].overflow");
