@@ -638,6 +638,19 @@ async fn assert_no_call(server: &RunningServer) {
     panic!("calls left: {:?}", server.stats());
 }
 
+/// The server still answers OPTIONS and holds no call; then it is shut down.
+async fn nothing_disturbed_then_stop(server: RunningServer, udp: SocketAddr) {
+    options_ok(udp).await;
+    assert_no_call(&server).await;
+    server.shutdown().await;
+}
+
+/// Fails on every failure that is not on [`OPEN_BUGS`] (those are printed).
+fn assert_only_open_bugs(failures: Vec<(String, String)>) {
+    let new = triage(OPEN_BUGS, failures);
+    assert!(new.is_empty(), "{}", new.join("\n"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_every_torture_message_gets_the_rfc_answer() {
     let (server, udp, _) = start().await;
@@ -656,11 +669,8 @@ async fn udp_every_torture_message_gets_the_rfc_answer() {
         }
     }
     println!("udp answers: {}", seen.join(" "));
-    options_ok(udp).await;
-    assert_no_call(&server).await;
-    server.shutdown().await;
-    let new = triage(OPEN_BUGS, failures);
-    assert!(new.is_empty(), "{}", new.join("\n"));
+    nothing_disturbed_then_stop(server, udp).await;
+    assert_only_open_bugs(failures);
 }
 
 /// regbadct gets its 400 with a reason that says what is wrong, over UDP and TCP.
@@ -686,9 +696,7 @@ async fn regbadct_400_names_the_unbracketed_contact() {
         assert_eq!(got[0].call_id, "regbadct.k345asrl3fdbv@10.0.0.1");
         assert_eq!(got[0].cseq_method, "REGISTER");
     }
-    options_ok(udp).await;
-    assert_no_call(&server).await;
-    server.shutdown().await;
+    nothing_disturbed_then_stop(server, udp).await;
 }
 
 /// dblreq over UDP: the datagram's second request is not a message (RFC 4475 §3.1.1.8);
@@ -738,11 +746,8 @@ async fn tcp_every_framed_torture_request_gets_the_rfc_answer() {
         }
     }
     println!("tcp answers: {}", seen.join(" "));
-    options_ok(udp).await;
-    assert_no_call(&server).await;
-    server.shutdown().await;
-    let new = triage(OPEN_BUGS, failures);
-    assert!(new.is_empty(), "{}", new.join("\n"));
+    nothing_disturbed_then_stop(server, udp).await;
+    assert_only_open_bugs(failures);
 }
 
 /// The stream framing cases: a bad or missing Content-Length gets 400 and the connection is
@@ -766,7 +771,5 @@ async fn tcp_framing_torture_cases() {
         finals.is_empty() || finals == [400],
         "clerr over TCP: {finals:?}"
     );
-    options_ok(udp).await;
-    assert_no_call(&server).await;
-    server.shutdown().await;
+    nothing_disturbed_then_stop(server, udp).await;
 }
