@@ -11,11 +11,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cc::agents::AgentEvent;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::endpoint::Endpoint;
 use crate::transaction::TimerConfig;
-use crate::transport::{self, ListenSpec, Protocol, Transport};
+use crate::transport::{self, Protocol, Transport};
 
 /// What tests and metrics read about a running server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,21 +63,6 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn listen_specs(config: &Config) -> Vec<ListenSpec> {
-    config
-        .sip
-        .listen
-        .iter()
-        .map(|l| ListenSpec {
-            protocol: match l.protocol {
-                config::Protocol::Udp => Protocol::Udp,
-                config::Protocol::Tcp => Protocol::Tcp,
-            },
-            addr: l.addr,
-        })
-        .collect()
-}
-
 /// Binds every `[sip] listen` socket and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     start_from(config, None).await
@@ -104,7 +89,7 @@ pub async fn start_from(
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let transport = Transport::bind(
-        &listen_specs(&config),
+        &config.sip.listen,
         limits,
         dispatcher.clone(),
         shutdown_rx.clone(),

@@ -29,10 +29,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// `[sip] listen` holds the transport's own listener type, parsed from the file's strings.
+pub use crate::transport::{ListenSpec, ListenSpecError, Protocol};
 pub use error::{ConfigError, ConfigErrors, ConfigLoadError, ConfigWarning};
 pub use types::{
-    AgentHangupPolicy, Cidr, CidrError, ListenSpec, ListenSpecError, Protocol, Target,
-    TargetParseError, TransferType, UnknownTransferType, WhenNoAgents,
+    AgentHangupPolicy, Cidr, CidrError, Target, TargetParseError, TransferType,
+    UnknownTransferType, WhenNoAgents,
 };
 
 /// The embedded default configuration (a documented copy of DESIGN §4's example).

@@ -1,78 +1,13 @@
-//! Small typed values that appear in the configuration: listen specs, CIDR source ranges,
-//! routing targets and the transfer/queue policy enums. Each parses from the exact string an
-//! operator writes in the TOML file (and, for [`ListenSpec`], on the command line).
+//! Small typed values that appear in the configuration: CIDR source ranges, routing targets
+//! and the transfer/queue policy enums. Each parses from the exact string an operator writes
+//! in the TOML file. Listen specs are the transport's own type
+//! ([`crate::transport::ListenSpec`], re-exported by the config module).
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::Deserialize;
-
-/// Transport protocol of a listen socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Udp,
-    Tcp,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One SIP listen socket: `udp:IP:PORT`, `tcp:IP:PORT`, `udp:[v6]:PORT`. Port 0 asks the OS
-/// for a free port (tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ListenSpec {
-    pub protocol: Protocol,
-    pub addr: SocketAddr,
-}
-
-/// Why a listen spec did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ListenSpecError {
-    #[error("expected PROTOCOL:IP:PORT, e.g. `udp:127.0.0.1:5060` or `tcp:[::1]:5060`")]
-    MissingProtocol,
-    #[error("unknown protocol `{0}` (expected `udp` or `tcp`)")]
-    UnknownProtocol(String),
-    #[error("`{0}` is not IP:PORT (write IPv6 addresses in brackets: `[::1]:5060`)")]
-    BadAddress(String),
-}
-
-impl FromStr for ListenSpec {
-    type Err = ListenSpecError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (proto, addr) = s.split_once(':').ok_or(ListenSpecError::MissingProtocol)?;
-        let protocol = match proto.to_ascii_lowercase().as_str() {
-            "udp" => Protocol::Udp,
-            "tcp" => Protocol::Tcp,
-            "" => return Err(ListenSpecError::MissingProtocol),
-            _ => return Err(ListenSpecError::UnknownProtocol(proto.to_string())),
-        };
-        let addr = addr
-            .parse::<SocketAddr>()
-            .map_err(|_| ListenSpecError::BadAddress(addr.to_string()))?;
-        Ok(ListenSpec { protocol, addr })
-    }
-}
-
-impl fmt::Display for ListenSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // SocketAddr's Display already brackets IPv6 addresses.
-        write!(f, "{}:{}", self.protocol, self.addr)
-    }
-}
 
 /// An IP network (`127.0.0.1/32`, `10.0.0.0/8`, `::1/128`; a plain IP means a single host).
 /// Host bits below the prefix are cleared on parse, as `ip route` does.
@@ -300,36 +235,6 @@ pub enum WhenNoAgents {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_specs_parse_and_print() {
-        let v4: ListenSpec = "udp:127.0.0.1:5060".parse().unwrap();
-        assert_eq!(v4.protocol, Protocol::Udp);
-        assert_eq!(v4.addr, "127.0.0.1:5060".parse().unwrap());
-        let v6: ListenSpec = "TCP:[::1]:5061".parse().unwrap();
-        assert_eq!(v6.protocol, Protocol::Tcp);
-        assert_eq!(v6.to_string(), "tcp:[::1]:5061");
-        assert_eq!(
-            "127.0.0.1:5060".parse::<ListenSpec>(),
-            Err(ListenSpecError::UnknownProtocol("127.0.0.1".into()))
-        );
-        assert_eq!(
-            "sctp:127.0.0.1:5060".parse::<ListenSpec>(),
-            Err(ListenSpecError::UnknownProtocol("sctp".into()))
-        );
-        assert!(matches!(
-            "udp:::1:5060".parse::<ListenSpec>(),
-            Err(ListenSpecError::BadAddress(_))
-        ));
-        assert!(matches!(
-            "udp:127.0.0.1".parse::<ListenSpec>(),
-            Err(ListenSpecError::BadAddress(_))
-        ));
-        assert_eq!(
-            "udp".parse::<ListenSpec>(),
-            Err(ListenSpecError::MissingProtocol)
-        );
-    }
 
     #[test]
     fn cidr_contains() {

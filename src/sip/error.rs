@@ -51,6 +51,14 @@ pub enum ParseError {
     /// A header value does not match its grammar.
     #[error("malformed {0:?} header")]
     BadHeader(HeaderName),
+    /// An addr-spec written without `<>` holds a `?` (URI headers): RFC 3261 §20.10 (and
+    /// RFC 8217 for every `name-addr / addr-spec` header) requires the name-addr form then
+    /// (RFC 4475 §3.1.2.13). `Other` when the header is not known (a bare [`NameAddr`]
+    /// parse).
+    ///
+    /// [`NameAddr`]: super::NameAddr
+    #[error("{0:?} URI with headers is not enclosed in angle brackets")]
+    UnbracketedUriHeaders(HeaderName),
     /// The CSeq method differs from the request method (RFC 3261 §8.1.1.5).
     #[error("CSeq method does not match the request method")]
     CSeqMethodMismatch,
@@ -78,8 +86,18 @@ impl ParseError {
             ParseError::TooManyHeaders => "Too many headers",
             ParseError::MissingHeader(name) => missing_reason(*name),
             ParseError::BadHeader(name) => bad_reason(*name),
+            ParseError::UnbracketedUriHeaders(name) => unbracketed_reason(*name),
             ParseError::CSeqMethodMismatch => "CSeq Method Mismatch",
             ParseError::ContentLengthMismatch => "Content-Length mismatch",
+        }
+    }
+
+    /// This error as the error of header `name`, whose value failed a typed parser: the
+    /// header is named in it (structure and URI errors become `BadHeader(name)`).
+    pub(crate) fn in_header(self, name: HeaderName) -> ParseError {
+        match self {
+            ParseError::UnbracketedUriHeaders(_) => ParseError::UnbracketedUriHeaders(name),
+            _ => ParseError::BadHeader(name),
         }
     }
 
@@ -127,5 +145,16 @@ fn bad_reason(name: HeaderName) -> &'static str {
         HeaderName::SessionExpires => "Bad Session-Expires",
         HeaderName::MinSe => "Bad Min-SE",
         _ => "Bad Header",
+    }
+}
+
+// A Reason-Phrase may not hold `<` or `>` (RFC 3261 §25.1), hence "angle brackets".
+fn unbracketed_reason(name: HeaderName) -> &'static str {
+    match name {
+        HeaderName::From => "From URI with headers must be in angle brackets",
+        HeaderName::To => "To URI with headers must be in angle brackets",
+        HeaderName::Contact => "Contact URI with headers must be in angle brackets",
+        HeaderName::ReferredBy => "Referred-By URI with headers must be in angle brackets",
+        _ => "URI with headers must be in angle brackets",
     }
 }

@@ -6,7 +6,10 @@
 //! §18.3): a well-formed start line (any method token, any reason phrase kept exactly),
 //! header lines (folds §7.3.1, whitespace before `:`, compact names §7.3.3), the presence
 //! and syntax of Via, From, To, Call-ID and CSeq, the CSeq method, and Content-Length
-//! (a shorter body is an error; a longer datagram is truncated, §18.3). The Call-ID, CSeq,
+//! (a shorter body is an error; a longer datagram is truncated, §18.3). From, To and every
+//! Contact are also checked for a URI with `?headers` outside `<>` (§20.10, RFC 4475
+//! §3.1.2.13), a scan that only runs on values holding a `?`, so such a request is refused
+//! with its reason before any layer reads it. The Call-ID, CSeq,
 //! From/To tags and the top Via branch are located during that pass, so their accessors
 //! are free. Every other typed value is parsed on demand from the header's `&str`.
 //!
@@ -287,6 +290,14 @@ impl SipMessage {
         }
         let from_tag = tag_range(buf, &from).ok_or(ParseError::BadHeader(HeaderName::From))?;
         let to_tag = tag_range(buf, &to).ok_or(ParseError::BadHeader(HeaderName::To))?;
+        for e in &headers {
+            if matches!(
+                e.name,
+                HeaderName::From | HeaderName::To | HeaderName::Contact
+            ) {
+                check_bracketed_uri_headers(head, e)?;
+            }
+        }
         let branch = branch_range(buf, &via).ok_or(ParseError::BadHeader(HeaderName::Via))?;
 
         let available = buf.len().saturating_sub(body_start);
@@ -479,7 +490,8 @@ impl SipMessage {
 
     /// Every Contact (comma lists split), or `Star`; an empty list when absent.
     pub fn contacts(&self) -> Result<Contacts, ParseError> {
-        const BAD: ParseError = ParseError::BadHeader(HeaderName::Contact);
+        use HeaderName::Contact;
+        const BAD: ParseError = ParseError::BadHeader(Contact);
         let mut list = Vec::new();
         let mut star = false;
         for v in self.header_values(HeaderName::Contact) {
@@ -490,7 +502,7 @@ impl SipMessage {
                     if list.len() >= scan::MAX_LIST {
                         return Err(BAD);
                     }
-                    list.push(NameAddr::parse(item).map_err(|_| BAD)?);
+                    list.push(NameAddr::parse(item).map_err(|e| e.in_header(Contact))?);
                 }
             }
         }
@@ -542,14 +554,15 @@ impl SipMessage {
         option_tags(values.iter().map(|v| v.as_ref()))
     }
 
-    /// Refer-To (RFC 3515 §2.1), with or without `<>`.
+    /// Refer-To (RFC 3515 §2.1), with or without `<>`, read liberally
+    /// ([`NameAddr::parse_refer_to`]: a bare URI may carry `?headers`).
     pub fn refer_to(&self) -> Result<Option<NameAddr>, ParseError> {
-        self.optional_name_addr(HeaderName::ReferTo)
+        self.optional_name_addr(HeaderName::ReferTo, NameAddr::parse_refer_to)
     }
 
     /// Referred-By (RFC 3892).
     pub fn referred_by(&self) -> Result<Option<NameAddr>, ParseError> {
-        self.optional_name_addr(HeaderName::ReferredBy)
+        self.optional_name_addr(HeaderName::ReferredBy, NameAddr::parse)
     }
 
     /// The Replaces header (RFC 3891 §6.1).
@@ -598,12 +611,16 @@ impl SipMessage {
 
     fn name_addr(&self, name: HeaderName) -> Result<NameAddr, ParseError> {
         let v = self.header(name).ok_or(ParseError::MissingHeader(name))?;
-        NameAddr::parse(&v).map_err(|_| ParseError::BadHeader(name))
+        NameAddr::parse(&v).map_err(|e| e.in_header(name))
     }
 
-    fn optional_name_addr(&self, name: HeaderName) -> Result<Option<NameAddr>, ParseError> {
+    fn optional_name_addr(
+        &self,
+        name: HeaderName,
+        parse: fn(&str) -> Result<NameAddr, ParseError>,
+    ) -> Result<Option<NameAddr>, ParseError> {
         self.header(name)
-            .map(|v| NameAddr::parse(&v).map_err(|_| ParseError::BadHeader(name)))
+            .map(|v| parse(&v).map_err(|e| e.in_header(name)))
             .transpose()
     }
 
@@ -614,7 +631,7 @@ impl SipMessage {
                 if out.len() >= scan::MAX_LIST {
                     return Err(ParseError::BadHeader(name));
                 }
-                out.push(NameAddr::parse(item).map_err(|_| ParseError::BadHeader(name))?);
+                out.push(NameAddr::parse(item).map_err(|e| e.in_header(name))?);
             }
         }
         Ok(out)
@@ -641,6 +658,24 @@ fn tag_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
             .filter(|(s, e)| e > s)
             .map(|(s, en)| (e.value_start + s, e.value_start + en)),
     )
+}
+
+/// `UnbracketedUriHeaders` when an element of this From, To or Contact value is a bare URI
+/// with `?headers` (see [`scan::is_bare_uri_with_headers`]). Values without `?` cost one
+/// `memchr`.
+fn check_bracketed_uri_headers(head: &[u8], e: &HeaderEntry) -> Result<(), ParseError> {
+    let Some(v) = head.get(e.value_start..e.value_end) else {
+        return Ok(());
+    };
+    if memchr::memchr(b'?', v).is_none() {
+        return Ok(());
+    }
+    // The head was checked to be UTF-8 and the range sits on ASCII delimiters.
+    let text = std::str::from_utf8(v).unwrap_or("");
+    if scan::split_list(text).any(|item| scan::is_bare_uri_with_headers(item.as_bytes())) {
+        return Err(ParseError::UnbracketedUriHeaders(e.name));
+    }
+    Ok(())
 }
 
 /// The branch of the first element of the top Via value (absolute range); `None` when the

@@ -691,3 +691,71 @@ fn bare_cr_inside_a_line_is_rejected() {
         SipMessage::parse(Bytes::from_static(b"OPTIONS sip:b@h\rX SIP/2.0\r\n\r\n")).unwrap_err();
     assert_eq!(e, ParseError::BadStartLine);
 }
+
+/// RFC 3261 §20.10 / RFC 4475 §3.1.2.13: a From, To or Contact URI with `?headers` must be
+/// in `<>`; `parse` refuses the bare form naming the header, accepts the bracketed one.
+/// Refer-To is read liberally (a bare URI with `?Replaces=` still works).
+#[test]
+fn uri_headers_outside_angle_brackets() {
+    let msg = |from: &str, to: &str, contact: &str| {
+        format!(
+            "REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1
+From: {from};tag=1
+To: {to}
+Call-ID: uh
+CSeq: 1 REGISTER
+Contact: {contact}
+
+"
+        )
+    };
+    let bare = "sip:user@example.com?Route=%3Csip:sip.example.com%3E";
+    let bracketed = format!("<{bare}>");
+    let plain = "sip:user@example.com";
+    for (m, header) in [
+        (msg(bare, plain, plain), HeaderName::From),
+        (msg(plain, bare, plain), HeaderName::To),
+        (msg(plain, plain, bare), HeaderName::Contact),
+        (
+            msg(plain, plain, &format!("<sip:a@h>;q=0.5, {bare};expires=60")),
+            HeaderName::Contact,
+        ),
+    ] {
+        let e = parse(&m).unwrap_err();
+        assert_eq!(e, ParseError::UnbracketedUriHeaders(header), "{m}");
+        assert_eq!(e.status_code(), 400);
+    }
+    assert_eq!(
+        parse(&msg(plain, plain, bare)).unwrap_err().reason(),
+        "Contact URI with headers must be in angle brackets"
+    );
+    assert_eq!(
+        parse(&msg(bare, plain, plain)).unwrap_err().reason(),
+        "From URI with headers must be in angle brackets"
+    );
+
+    let ok = parse(&msg(&bracketed, &bracketed, &bracketed)).unwrap();
+    assert_eq!(ok.from_tag(), Some("1"));
+    assert_eq!(ok.to().unwrap().uri.headers.len(), 1);
+    let Contacts::List(list) = ok.contacts().unwrap() else {
+        panic!("star");
+    };
+    assert_eq!(
+        list[0].uri.header("Route").as_deref(),
+        Some("<sip:sip.example.com>")
+    );
+    // A `?` elsewhere (a quoted display name, the Call-ID) is not a URI's.
+    let m =
+        msg("\"who?\" <sip:a@h>", plain, "\"x?\" <sip:b@h>").replace("Call-ID: uh", "Call-ID: u?h");
+    assert!(parse(&m).is_ok(), "{m}");
+
+    let refer = |value: &str| {
+        with_line(&format!("Call-ID: rf\nCSeq: 2 OPTIONS\nRefer-To: {value}")).unwrap()
+    };
+    let bare_attended = "sip:agent2@10.0.0.7?Replaces=c1%3Bto-tag%3DT%3Bfrom-tag%3DF";
+    for value in [bare_attended.to_owned(), format!("<{bare_attended}>")] {
+        let rt = refer(&value).refer_to().unwrap().unwrap();
+        assert_eq!(rt.uri.replaces().unwrap().unwrap().call_id, "c1", "{value}");
+    }
+}

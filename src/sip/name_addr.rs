@@ -5,10 +5,16 @@
 //! `<>`, every `;` parameter belongs to the header, not to the URI (§20.10), so
 //! `From: sip:1001@host;tag=x` has tag `x`. Quoted header parameters such as
 //! `+sip.instance="<urn:uuid:...>"` (RFC 5626 §4.1) are returned unquoted.
+//!
+//! A bare URI with `?headers` is refused ([`ParseError::UnbracketedUriHeaders`]): §20.10 and
+//! RFC 8217 require `<>` around a URI holding `?` (RFC 4475 §3.1.2.13 `regbadct`). Refer-To
+//! alone is read liberally ([`NameAddr::parse_refer_to`]): its URI headers (`?Replaces=`)
+//! are what an attended transfer is made of, and refusing the REFER would cost the call.
 
 use std::fmt;
 
 use super::error::ParseError;
+use super::header::HeaderName;
 use super::scan;
 use super::uri::{find_in, fmt_header_params, Param, Uri};
 
@@ -25,10 +31,20 @@ pub struct NameAddr {
     pub params: Vec<Param>,
 }
 
-/// Errors of NameAddr parsing: URI errors pass through; structure errors are `BadUri`.
+/// Errors of NameAddr parsing: URI errors pass through; structure errors are `BadUri`; a
+/// bare URI with headers is `UnbracketedUriHeaders(HeaderName::Other)`.
 impl NameAddr {
     /// Parses one element (not a comma list), with or without `<>`.
     pub fn parse(s: &str) -> Result<NameAddr, ParseError> {
+        Self::parse_with(s, false)
+    }
+
+    /// [`NameAddr::parse`] that also accepts a bare URI with `?headers`, for Refer-To.
+    pub fn parse_refer_to(s: &str) -> Result<NameAddr, ParseError> {
+        Self::parse_with(s, true)
+    }
+
+    fn parse_with(s: &str, bare_headers_ok: bool) -> Result<NameAddr, ParseError> {
         let s = s.trim();
         if s.is_empty() || s.len() > MAX_LEN {
             return Err(ParseError::BadUri);
@@ -42,15 +58,21 @@ impl NameAddr {
                 return Err(ParseError::BadUri);
             }
             (Some(scan::unquote(inner)), rest)
-        } else if let Some(lt) = s.find('<') {
+        } else if let Some(lt) =
+            // A `<` after the first `;` is inside a header parameter of an addr-spec.
+            memchr::memchr2(b';', b'<', b).filter(|&i| b.get(i) == Some(&b'<'))
+        {
             let name = s.get(..lt).ok_or(ParseError::BadUri)?.trim();
-            if name.contains(['"', ';', ',', '>']) {
+            if name.contains(['"', ',', '>']) {
                 return Err(ParseError::BadUri);
             }
             let display = (!name.is_empty()).then(|| name.to_string());
             (display, s.get(lt..).ok_or(ParseError::BadUri)?)
         } else {
             // addr-spec: the URI ends at the first ';'.
+            if !bare_headers_ok && scan::is_bare_uri_with_headers(b) {
+                return Err(ParseError::UnbracketedUriHeaders(HeaderName::Other));
+            }
             let end = s.find(';').unwrap_or(s.len());
             let uri = Uri::parse(s.get(..end).ok_or(ParseError::BadUri)?)?;
             let params = scan::parse_params(s.get(end..).ok_or(ParseError::BadUri)?)
@@ -170,6 +192,46 @@ mod tests {
         assert_eq!(att.uri.host_port(), "10.0.0.7:5062");
         let r = att.uri.replaces().unwrap().unwrap();
         assert_eq!((r.call_id.as_str(), r.to_tag.as_str()), ("c1", "T"));
+    }
+
+    #[test]
+    fn bare_uri_with_headers_is_refused_and_bracketed_one_accepted() {
+        // RFC 4475 §3.1.2.13 regbadct, and §3.3.14 regescrt (the same URI in <>).
+        let bare = "sip:user@example.com?Route=%3Csip:sip.example.com%3E";
+        let e = NameAddr::parse(bare).unwrap_err();
+        assert_eq!(e, ParseError::UnbracketedUriHeaders(HeaderName::Other));
+        assert_eq!(e.reason(), "URI with headers must be in angle brackets");
+        assert_eq!(
+            e.in_header(HeaderName::Contact).reason(),
+            "Contact URI with headers must be in angle brackets"
+        );
+        let ok = NameAddr::parse(&format!("<{bare}>;expires=60")).unwrap();
+        assert_eq!(
+            ok.uri.header("Route").as_deref(),
+            Some("<sip:sip.example.com>")
+        );
+        assert_eq!(ok.param("expires"), Some(Some("60")));
+        let named = NameAddr::parse(&format!("\"User\" <{bare}>")).unwrap();
+        assert_eq!(named.uri.headers.len(), 1);
+        // A `?` in the user part needs <> too (§20.10 "contains ... question mark").
+        assert!(NameAddr::parse("sip:wh?o@h;tag=1").is_err());
+        assert!(NameAddr::parse("<sip:wh?o@h>;tag=1").is_ok());
+        // A `?` inside a header parameter is not the URI's.
+        let p = NameAddr::parse(r#"sip:a@h;+sip.instance="<urn:x?y>""#).unwrap();
+        assert_eq!(p.param("+sip.instance"), Some(Some("<urn:x?y>")));
+    }
+
+    #[test]
+    fn refer_to_is_read_liberally() {
+        let bare = "sip:agent2@10.0.0.7?Replaces=c1%3Bto-tag%3DT%3Bfrom-tag%3DF";
+        assert!(NameAddr::parse(bare).is_err());
+        let r = NameAddr::parse_refer_to(bare).unwrap();
+        let rep = r.uri.replaces().unwrap().unwrap();
+        assert_eq!((rep.call_id.as_str(), rep.from_tag.as_str()), ("c1", "F"));
+        // pjsua's bare blind Refer-To: the parameter belongs to the header.
+        let b = NameAddr::parse_refer_to("sip:1002@10.0.0.7:5062;transfer=success").unwrap();
+        assert_eq!(b.param("transfer"), Some(Some("success")));
+        assert!(b.uri.params.is_empty());
     }
 
     #[test]

@@ -77,6 +77,18 @@ pub(crate) fn name_addr_params_start(v: &[u8]) -> Option<usize> {
     Some(v.len())
 }
 
+/// Whether one `name-addr / addr-spec` element is an addr-spec (no quoted display name, no
+/// `<` before its first `;`) whose URI holds a `?`. RFC 3261 §20.10 (RFC 8217 for every such
+/// header): "the name-addr form MUST be used if the addr-spec contains a comma, semicolon,
+/// or question mark". A `;` cannot be told apart (it starts the header parameters, which is
+/// how a bare addr-spec is read), a `,` splits a list; a `?` is the one that can be refused.
+pub(crate) fn is_bare_uri_with_headers(v: &[u8]) -> bool {
+    let end = memchr::memchr3(b';', b'<', b'"', v).unwrap_or(v.len());
+    !matches!(v.get(end), Some(b'<' | b'"'))
+        && v.get(..end)
+            .is_some_and(|uri| memchr::memchr(b'?', uri).is_some())
+}
+
 /// Finds parameter `name` (case-insensitive) in `;a=b;c;d="e"` starting at `from`. Stops at
 /// anything that is not a parameter (e.g. the `,` before the next list element).
 /// `Some(None)` for a parameter without value; quoted values exclude the quotes.
@@ -292,6 +304,29 @@ mod tests {
         assert_eq!(name_addr_params_start(b"\"x;y\" <sip:a@h>;tag=1"), Some(15));
         assert_eq!(name_addr_params_start(b"\"x <sip:a@h>"), None);
         assert_eq!(name_addr_params_start(b"<sip:a@h"), None);
+    }
+
+    #[test]
+    fn bare_uri_with_headers_is_told_from_name_addr() {
+        for bare in [
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "sip:u@h?Subject=x;expires=60",
+            "sip:us?er@h",
+        ] {
+            assert!(is_bare_uri_with_headers(bare.as_bytes()), "{bare}");
+        }
+        for fine in [
+            "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+            "Bob <sip:a@h?X=1>;tag=1",
+            "\"a?b\" <sip:a@h>",
+            "sip:a@h;tag=x?y",
+            "sip:a@h;+sip.instance=\"<urn:uuid:1?2>\"",
+            "sip:a@h",
+            "*",
+            "",
+        ] {
+            assert!(!is_bare_uri_with_headers(fine.as_bytes()), "{fine}");
+        }
     }
 
     #[test]

@@ -66,6 +66,17 @@ pub enum Protocol {
     Tcp,
 }
 
+impl Protocol {
+    /// The lower-case name of listen specs and the `transport=` URI parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// The upper-case name, as in a Via (RFC 3261 §20.42) and in logs.
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -85,21 +96,22 @@ impl fmt::Display for ConnectionId {
     }
 }
 
-/// One listener: `udp:127.0.0.1:5060`, `tcp:[::1]:5060` (protocol case-insensitive).
+/// One listener: `udp:IP:PORT`, `tcp:IP:PORT`, `udp:[v6]:PORT` (protocol case-insensitive),
+/// as written in `[sip] listen` and `--listen`. Port 0 asks the OS for a free port (tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListenSpec {
     pub protocol: Protocol,
     pub addr: SocketAddr,
 }
 
-/// Why a listen string is not `udp:ADDR` or `tcp:ADDR`.
+/// Why a listen spec did not parse (the config reports it with its line and field).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListenSpecError {
-    #[error("listen address {0:?} lacks a protocol prefix (udp: or tcp:)")]
-    MissingProtocol(String),
-    #[error("unknown listen protocol {0:?} (expected udp or tcp)")]
+    #[error("expected PROTOCOL:IP:PORT, e.g. `udp:127.0.0.1:5060` or `tcp:[::1]:5060`")]
+    MissingProtocol,
+    #[error("unknown protocol `{0}` (expected `udp` or `tcp`)")]
     UnknownProtocol(String),
-    #[error("bad listen socket address {0:?} (expected IP:port, IPv6 as [addr]:port)")]
+    #[error("`{0}` is not IP:PORT (write IPv6 addresses in brackets: `[::1]:5060`)")]
     BadAddress(String),
 }
 
@@ -107,22 +119,15 @@ impl FromStr for ListenSpec {
     type Err = ListenSpecError;
 
     fn from_str(s: &str) -> Result<ListenSpec, ListenSpecError> {
-        if s.trim().parse::<SocketAddr>().is_ok() {
-            return Err(ListenSpecError::MissingProtocol(s.to_owned()));
-        }
-        let (proto, addr) = s
-            .split_once(':')
-            .ok_or_else(|| ListenSpecError::MissingProtocol(s.to_owned()))?;
-        let protocol = if proto.eq_ignore_ascii_case("udp") {
-            Protocol::Udp
-        } else if proto.eq_ignore_ascii_case("tcp") {
-            Protocol::Tcp
-        } else {
-            return Err(ListenSpecError::UnknownProtocol(proto.to_owned()));
+        let (proto, addr) = s.split_once(':').ok_or(ListenSpecError::MissingProtocol)?;
+        let protocol = match proto.to_ascii_lowercase().as_str() {
+            "udp" => Protocol::Udp,
+            "tcp" => Protocol::Tcp,
+            "" => return Err(ListenSpecError::MissingProtocol),
+            _ => return Err(ListenSpecError::UnknownProtocol(proto.to_owned())),
         };
         let addr = addr
-            .trim()
-            .parse()
+            .parse::<SocketAddr>()
             .map_err(|_| ListenSpecError::BadAddress(addr.to_owned()))?;
         Ok(ListenSpec { protocol, addr })
     }
@@ -130,11 +135,8 @@ impl FromStr for ListenSpec {
 
 impl fmt::Display for ListenSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let proto = match self.protocol {
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-        };
-        write!(f, "{proto}:{}", self.addr)
+        // SocketAddr's Display already brackets IPv6 addresses.
+        write!(f, "{}:{}", self.protocol.as_str(), self.addr)
     }
 }
 

@@ -148,22 +148,32 @@ fn listen_spec_parsing() {
     assert_eq!(spec.protocol, Protocol::Tcp);
     assert_eq!(spec.addr, "[::1]:5061".parse().unwrap());
     assert_eq!(spec.to_string(), "tcp:[::1]:5061");
-    for bare in ["127.0.0.1:5060", "[::1]:5060", "localhost"] {
-        assert!(matches!(
-            bare.parse::<ListenSpec>(),
-            Err(ListenSpecError::MissingProtocol(_))
-        ));
+    assert_eq!(
+        "127.0.0.1:5060".parse::<ListenSpec>(),
+        Err(ListenSpecError::UnknownProtocol("127.0.0.1".into()))
+    );
+    assert_eq!(
+        "sctp:127.0.0.1:5060".parse::<ListenSpec>(),
+        Err(ListenSpecError::UnknownProtocol("sctp".into()))
+    );
+    for bad_addr in ["udp:::1:5060", "udp:127.0.0.1", "udp: 127.0.0.1:5060"] {
+        assert!(
+            matches!(
+                bad_addr.parse::<ListenSpec>(),
+                Err(ListenSpecError::BadAddress(_))
+            ),
+            "{bad_addr}"
+        );
     }
-    assert!(matches!(
-        "tls:127.0.0.1:5061".parse::<ListenSpec>(),
-        Err(ListenSpecError::UnknownProtocol(_))
-    ));
-    assert!(matches!(
-        "udp:::1:5060".parse::<ListenSpec>(),
-        Err(ListenSpecError::BadAddress(_))
-    ));
+    for no_protocol in ["udp", "localhost", ":127.0.0.1:5060"] {
+        assert_eq!(
+            no_protocol.parse::<ListenSpec>(),
+            Err(ListenSpecError::MissingProtocol),
+            "{no_protocol}"
+        );
+    }
     assert_eq!(Protocol::Udp.to_string(), "UDP");
-    assert_eq!(Protocol::Tcp.to_string(), "TCP");
+    assert_eq!(Protocol::Tcp.as_str(), "tcp");
 }
 
 #[tokio::test]
