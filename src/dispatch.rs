@@ -281,8 +281,8 @@ impl Dispatcher {
                 return None;
             }
         };
-        if msg.from().is_err() || msg.to().is_err() {
-            self.reply(req, 400, "Bad From or To", |_| {});
+        if let Err(e) = msg.from().and(msg.to()) {
+            self.reply(req, 400, e.reason(), |_| {});
             return None;
         }
         let unsupported: Vec<String> = msg

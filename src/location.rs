@@ -244,7 +244,7 @@ impl Location {
                     })
                     .collect(),
             ),
-            Err(_) => return RegistrarReply::plain(400, "Bad Contact"),
+            Err(e) => return RegistrarReply::plain(400, e.reason()),
         };
         let header_expires = match msg.expires() {
             Ok(e) => e,

@@ -132,6 +132,72 @@ async fn a_registered_phone_that_stops_answering_options_is_logged_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_forks_to_every_registered_phone_and_the_others_hear_completed_elsewhere() {
+    let toml = ua::harness::config("127.0.0.1/32", None, "");
+    let (server, udp, _) = start(&toml).await;
+    let mut desk = UdpUa::bind(udp, "1001").await;
+    let mut mobile = UdpUa::bind(udp, "1001").await;
+    register(&mut desk, "1001", "pass1001", 3600).await;
+    register(&mut mobile, "1001", "pass1001", 3600).await;
+    assert_eq!(server.stats().registrations, 2);
+    let mut cust = UdpUa::bind(udp, "cust").await;
+    let ids = Ids::new();
+    cust.send_raw(&invite("1001", &ids, &[], &customer_sdp(1, "sendrecv")))
+        .await;
+    let on_desk = desk.expect_request(Method::Invite, T).await;
+    let on_mobile = mobile.expect_request(Method::Invite, T).await;
+    assert_ne!(on_desk.call_id(), on_mobile.call_id(), "a leg per contact");
+    let mtag = tag();
+    mobile.reply(&on_mobile, 180, Some(&mtag), &[], None).await;
+    let dtag = tag();
+    desk.reply(
+        &on_desk,
+        200,
+        Some(&dtag),
+        &[],
+        Some(("application/sdp", &ua::harness::agent_sdp(1, "sendrecv"))),
+    )
+    .await;
+    desk.expect_request(Method::Ack, T).await;
+    let ok = cust.expect_response(Method::Invite, 200, T).await;
+    // The other phone is CANCELled with RFC 3326's "answered elsewhere" (no missed call).
+    let cancel = mobile.expect_request(Method::Cancel, T).await;
+    let reason = must_header(&cancel, HeaderName::Reason);
+    assert!(
+        reason.contains("cause=200") && reason.contains("completed elsewhere"),
+        "{reason}"
+    );
+    mobile.reply(&cancel, 200, None, &[], None).await;
+    mobile.reply(&on_mobile, 487, Some(&mtag), &[], None).await;
+    mobile.expect_request(Method::Ack, T).await;
+    assert_eq!(server.agent_state("1001").as_deref(), Some("talking"));
+    // The customer hangs up; only the phone that answered gets the BYE.
+    let target = ua::harness::contact_uri(&must_header(&ok, HeaderName::Contact));
+    let to = must_header(&ok, HeaderName::To);
+    let bye = ids.fill(&ua::wire(
+        &[
+            &format!("BYE {target} SIP/2.0"),
+            &format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+            "Max-Forwards: 70",
+            "From: \"Customer\" <sip:+3215551234@{ip}:{port}>;tag={ftag}",
+            &format!("To: {to}"),
+            "Call-ID: {cid}",
+            "CSeq: 2 BYE",
+            "Content-Length: 0",
+        ],
+        "",
+    ));
+    cust.send_raw(&cust.fill(&bye)).await;
+    cust.expect_response(Method::Bye, 200, T).await;
+    let bye = desk.expect_request(Method::Bye, T).await;
+    desk.reply(&bye, 200, None, &[], None).await;
+    mobile.expect_silence(Duration::from_millis(300)).await;
+    assert_idle(&server).await;
+    assert_eq!(server.agent_state("1001").as_deref(), Some("idle"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_direct_call_ends_with_480_after_the_ring_timeout() {
     let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
     let toml = ua::harness::config("127.0.0.1/32", Some(agent.port()), "ring_timeout_s = 1");
@@ -152,6 +218,12 @@ async fn an_unanswered_direct_call_ends_with_480_after_the_ring_timeout() {
     let cancel = agent
         .expect_request(Method::Cancel, Duration::from_secs(3))
         .await;
+    assert!(
+        cancel
+            .header(HeaderName::Reason)
+            .is_none_or(|r| !r.contains("elsewhere")),
+        "nobody answered elsewhere"
+    );
     agent.reply(&cancel, 200, None, &[], None).await;
     agent.reply(&inv, 487, Some(&t), &[], None).await;
     agent.expect_request(Method::Ack, T).await;

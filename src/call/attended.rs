@@ -226,6 +226,7 @@ impl Call {
                 cseq: 0,
                 provisional_seen: true,
                 cancel: super::core::CancelState::Sent,
+                answered_elsewhere: false,
             },
         );
         let mut placeholder = placeholder;

@@ -63,6 +63,9 @@ pub struct OutgoingInvite {
     pub cseq: u32,
     pub provisional_seen: bool,
     pub cancel: CancelState,
+    /// Another fork answered: the CANCEL says so (RFC 3326 Reason, cause 200), so the phone
+    /// does not count a missed call.
+    pub answered_elsewhere: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +444,7 @@ impl Call {
                 cseq,
                 provisional_seen: false,
                 cancel: CancelState::No,
+                answered_elsewhere: false,
             }),
             last_ack: None,
             role: target.role,
@@ -861,7 +865,9 @@ impl Call {
             &inv.branch,
             inv.cseq,
         );
-        b.header("Reason", "SIP;cause=487;text=\"Call completed elsewhere\"");
+        if inv.answered_elsewhere {
+            b.header("Reason", "SIP;cause=200;text=\"Call completed elsewhere\"");
+        }
         let bytes = b.finish();
         if let Some(entry) = self
             .txns
@@ -1208,6 +1214,9 @@ impl Call {
         }
         for other in 1..self.legs.len() {
             if other != leg {
+                if let Some(inv) = self.legs.get_mut(other).and_then(|l| l.invite.as_mut()) {
+                    inv.answered_elsewhere = true;
+                }
                 self.cancel_leg(other, now);
             }
         }

@@ -969,16 +969,7 @@ impl Call {
         let target_leg = t.target_leg;
         let hold_pending = t.hold_pending;
         let returning = self.reserved_agent.is_some();
-        tracing::info!(call = self.key, code, "transfer failed");
-        self.transfer_outcome(&format!("failed:{code}"));
-        if let Some(last) = self.transfer_log.last() {
-            self.publish(Event::TransferFailed {
-                call_id: self.call_id(),
-                transfer_type: last.transfer_type.clone(),
-                target: last.target.clone(),
-                status: code,
-            });
-        }
+        self.record_transfer_failure(code);
         self.notify(&format!("SIP/2.0 {code} {reason}"), true, now);
         if let Some(target) = target_leg {
             if self
@@ -1021,6 +1012,20 @@ impl Call {
         } else {
             self.unreserve_agent();
             self.fallback_or_release(customer, agent_leg, path, code, reason, now);
+        }
+    }
+
+    /// The CDR outcome, counters and event of a failed attempt.
+    fn record_transfer_failure(&mut self, code: u16) {
+        tracing::info!(call = self.key, code, "transfer failed");
+        self.transfer_outcome(&format!("failed:{code}"));
+        if let Some(last) = self.transfer_log.last() {
+            self.publish(Event::TransferFailed {
+                call_id: self.call_id(),
+                transfer_type: last.transfer_type.clone(),
+                target: last.target.clone(),
+                status: code,
+            });
         }
     }
 
@@ -1330,6 +1335,7 @@ impl Call {
                 cseq,
                 provisional_seen: false,
                 cancel: super::core::CancelState::No,
+                answered_elsewhere: false,
             },
         ));
         self.set_offered(id, true);
@@ -1369,6 +1375,7 @@ impl Call {
             Stage::Consulting if leg == agent => {
                 // The agent completes the transfer by hanging up after talking to the target.
                 tracing::info!(call = self.key, "agent completed the conversation transfer");
+                self.transfer_released("agent");
                 if let Some(t) = self.transfer.as_mut() {
                     t.agent_gone = true;
                     t.notify = None;
@@ -1380,6 +1387,7 @@ impl Call {
             Stage::Consulting if Some(leg) == target => {
                 // The target hung up: the agent goes back to the customer and may transfer
                 // again.
+                self.record_transfer_failure(487);
                 self.notify("SIP/2.0 487 Request Terminated", true, now);
                 self.rebridge(customer, agent, Goal::BackToAgent, now);
                 Some(true)
@@ -1388,6 +1396,7 @@ impl Call {
                 // Rule 4: the agent stays with the target (customer 2) and may not transfer
                 // it to an external number.
                 self.customer_left_during_conversation = true;
+                self.record_transfer_failure(487);
                 self.notify("SIP/2.0 487 Request Terminated", true, now);
                 self.transfer = None;
                 if let Some(t) = target {
@@ -1398,6 +1407,8 @@ impl Call {
             Stage::Calling | Stage::Bridging if leg == agent => {
                 // Rule 6: by default the attempt goes on as a release transfer.
                 if hangup_action == crate::transfer::AgentHangupAction::Cancel {
+                    self.transfer_released("agent");
+                    self.record_transfer_failure(487);
                     if let Some(t) = target {
                         self.hang_up_leg(t, now);
                     }
