@@ -450,6 +450,9 @@ impl Dispatcher {
         let Some(caller) = self.classify_caller(&req) else {
             return;
         };
+        if req.msg.header(HeaderName::Replaces).is_some() {
+            return self.on_replacing_invite(req, caller);
+        }
         let dialled = uri.user_str().to_owned();
         let looks_like_number = !dialled.is_empty()
             && dialled
@@ -491,6 +494,38 @@ impl Dispatcher {
             {
                 self.deliver(handle, req);
             }
+        }
+    }
+
+    /// An INVITE with Replaces (RFC 3891): the call owning the named dialog takes it (the
+    /// tags handover puts on its dialogs embed the call's key). Only agents replace their
+    /// own dialogs.
+    fn on_replacing_invite(&self, req: IncomingRequest, caller: Caller) {
+        let Caller::Agent { id } = caller else {
+            return self.reply(&req, 403, "Forbidden", |b| {
+                b.header(
+                    "Warning",
+                    "399 handover \"only agents may replace a dialog\"",
+                );
+            });
+        };
+        let replaces = match req.msg.replaces() {
+            Ok(Some(r)) => r,
+            Ok(None) => return self.reply(&req, 400, "Bad Replaces", |_| {}),
+            Err(e) => return self.reply(&req, 400, e.reason(), |_| {}),
+        };
+        let call = crate::call::registry::key_from_tag(&replaces.to_tag)
+            .or_else(|| crate::call::registry::key_from_tag(&replaces.from_tag))
+            .and_then(|k| self.ep.calls.get(k));
+        let Some(call) = call else {
+            return self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {});
+        };
+        let event = CallEvent::Replace {
+            req: Box::new(req.clone()),
+            agent: id,
+        };
+        if call.deliver(event).is_err() {
+            self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {});
         }
     }
 

@@ -992,3 +992,146 @@ async fn hangup_transfer_past_max_waiting_frees_the_agent_and_the_return_goes_to
     fallback.reply(&bye, 200, None, &[], None).await;
     assert_idle(&call.server).await;
 }
+
+/// An INVITE from agent 2001's phone with `Replaces` naming `replaces` (wire text, filled).
+fn replacing_invite(call: &Call, cid: &str, ftag: &str, replaces: &str, sdp: &str) -> String {
+    let lines = [
+        "INVITE sip:2001@{server} SIP/2.0".to_owned(),
+        format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+        "Max-Forwards: 70".to_owned(),
+        format!("From: <sip:2001@test.local>;tag={ftag}"),
+        "To: <sip:2001@test.local>".to_owned(),
+        format!("Call-ID: {cid}"),
+        "CSeq: 1 INVITE".to_owned(),
+        "Contact: <sip:2001@{ip}:{port}>".to_owned(),
+        format!("Replaces: {replaces}"),
+        "Supported: replaces".to_owned(),
+        "Content-Type: application/sdp".to_owned(),
+        "Content-Length: {len}".to_owned(),
+    ];
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    call.agent.fill(&ua::wire(&refs, sdp))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_with_replaces_from_the_agent_moves_its_dialog_to_the_new_one() {
+    let (cdr, cdr_path) = cdr_section();
+    let mut call = establish_with(&cdr).await;
+    let ack = call.cust_request("ACK", 1, &branch(), &[], "");
+    call.cust.send_raw(&ack).await;
+    let old_cid = call.agent_invite.call_id().to_owned();
+    let ours = call.agent_invite.from_tag().unwrap().to_owned();
+    let replaces = format!("{old_cid};to-tag={};from-tag={ours}", call.agent_tag);
+
+    // Only the agent whose dialog it is may replace it; an unknown dialog is 481.
+    let unknown = replacing_invite(
+        &call,
+        &ua::call_id(),
+        &tag(),
+        "nope;to-tag=a;from-tag=b",
+        &agent_sdp(1, "sendrecv"),
+    );
+    call.agent.send_raw(&unknown).await;
+    call.agent.expect_status(481, T).await;
+
+    // The agent's phone (a new dialog) replaces its dialog with handover.
+    let cid = ua::call_id();
+    let ftag = tag();
+    let offer = ua::sdp(&[
+        "v=0",
+        "o=agent2 77 1 IN IP4 127.0.0.1",
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        "m=audio 43000 RTP/AVP 0",
+        "a=rtpmap:0 PCMU/8000",
+        "a=sendrecv",
+    ]);
+    call.agent
+        .send_raw(&replacing_invite(&call, &cid, &ftag, &replaces, &offer))
+        .await;
+    call.agent.expect_status(100, T).await;
+    // The customer stays in its dialog and gets the new phone's media ...
+    let reinvite = customer_takes_reinvite(&mut call, "sendrecv", "sendrecv", 2).await;
+    assert!(
+        body_text(&reinvite).contains("m=audio 43000"),
+        "{reinvite:?}"
+    );
+    // ... and the new dialog is answered with the customer's answer.
+    let ok = call.agent.expect_response(Method::Invite, 200, T).await;
+    assert_eq!(ok.call_id(), cid);
+    assert!(
+        body_text(&ok).contains("m=audio 40000"),
+        "the customer's media"
+    );
+    let new_tag = ok.to_tag().unwrap().to_owned();
+    let new_target = ua::harness::contact_uri(&must_header(&ok, HeaderName::Contact));
+    let ack = ua::wire(
+        &[
+            &format!("ACK {new_target} SIP/2.0"),
+            &format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+            "Max-Forwards: 70",
+            &format!("From: <sip:2001@test.local>;tag={ftag}"),
+            &format!("To: <sip:2001@test.local>;tag={new_tag}"),
+            &format!("Call-ID: {cid}"),
+            "CSeq: 1 ACK",
+            "Content-Length: 0",
+        ],
+        "",
+    );
+    call.agent.send_raw(&ack).await;
+    // The replaced dialog ends.
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    assert_eq!(bye.call_id(), old_cid);
+    assert!(must_header(&bye, HeaderName::Reason).contains("Replaced"));
+    call.agent.reply(&bye, 200, None, &[], None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("talking"));
+    assert_eq!(call.server.stats().active_calls, 1);
+
+    // The customer hangs up: the BYE reaches the new dialog.
+    customer_bye(&mut call, 3).await;
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    assert_eq!(bye.call_id(), cid);
+    call.agent.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    let rec = the_cdr(&cdr_path).await;
+    let roles: Vec<&str> = rec["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["role"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(roles, ["customer", "agent", "agent"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_with_replaces_from_anyone_but_the_agent_is_refused() {
+    let mut call = establish_with("").await;
+    let ack = call.cust_request("ACK", 1, &branch(), &[], "");
+    call.cust.send_raw(&ack).await;
+    let replaces = format!(
+        "{};to-tag={};from-tag={}",
+        call.agent_invite.call_id(),
+        call.agent_tag,
+        call.agent_invite.from_tag().unwrap()
+    );
+    // The customer's side (a trunk source) may not take the agent's dialog over.
+    let text = replacing_invite(
+        &call,
+        &ua::call_id(),
+        &tag(),
+        &replaces,
+        &agent_sdp(1, "sendrecv"),
+    );
+    call.cust.send_raw(&text).await;
+    call.cust.expect_status(403, T).await;
+    call.cust.expect_silence(Duration::from_millis(300)).await;
+    call.agent.expect_silence(Duration::from_millis(100)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("talking"));
+    customer_bye(&mut call, 2).await;
+    let bye = call.agent.expect_request(Method::Bye, T).await;
+    call.agent.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+}

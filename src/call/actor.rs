@@ -143,6 +143,7 @@ async fn run(
                     Some(CallEvent::QueueOverflow { target }) => call.on_queue_overflow(&target, at),
                     Some(CallEvent::QueueExpired) => call.on_queue_expired(at),
                     Some(CallEvent::Legs(exchange)) => call.on_leg_exchange(*exchange, at),
+                    Some(CallEvent::Replace { req, agent }) => call.on_replacing_invite(*req, agent, at),
                     Some(CallEvent::Query(reply)) => {
                         let _ = reply.send(call.info());
                     }

@@ -99,6 +99,26 @@ pub struct Leg {
 }
 
 impl Leg {
+    /// A leg a peer started with an INVITE handover answers (the caller's, or a dialog
+    /// replacing another, RFC 3891).
+    pub fn incoming(dialog: Dialog, sdp: LegSdpOrigin, agent: Option<String>, now: Instant) -> Leg {
+        Leg {
+            dialog,
+            state: LegState::Early,
+            sdp,
+            agent,
+            offered: false,
+            talking: false,
+            invite: None,
+            last_ack: None,
+            role: "agent",
+            session: None,
+            created_at: Some(now),
+            answered_at: None,
+            ended_at: None,
+        }
+    }
+
     /// A leg handover starts with an INVITE.
     pub fn outgoing(
         dialog: Dialog,
@@ -225,6 +245,8 @@ pub struct Call {
     pub via_queue: Option<String>,
     /// The `[transfer] fallback` was tried already (never twice: no loops).
     pub fallback_used: bool,
+    /// An INVITE with Replaces in progress: (its new leg, the leg it replaces).
+    pub replacing: Option<(LegId, LegId)>,
     /// Data the call carries to every target (DESIGN.md §2): headers set by an IVR flow.
     pub call_data: Vec<(String, String)>,
     /// A resume re-INVITE answered 491, to send again (RFC 3261 §14.1).
@@ -332,6 +354,7 @@ impl Call {
             waiting_until: None,
             via_queue: None,
             fallback_used: false,
+            replacing: None,
             call_data: Vec::new(),
             unhold_retry: None,
             unhold_after_hold: None,
@@ -354,21 +377,14 @@ impl Call {
             end_reason: None,
             outbox: Vec::with_capacity(4),
         };
-        call.legs.push(Leg {
+        let mut caller_leg = Leg::incoming(
             dialog,
-            state: LegState::Early,
-            sdp: LegSdpOrigin::new(fastrand::u64(1..1 << 62)),
-            agent: caller_agent,
-            offered: false,
-            talking: false,
-            invite: None,
-            last_ack: None,
-            role: if caller_is_agent { "agent" } else { "customer" },
-            session: None,
-            created_at: Some(now),
-            answered_at: None,
-            ended_at: None,
-        });
+            LegSdpOrigin::new(fastrand::u64(1..1 << 62)),
+            caller_agent,
+            now,
+        );
+        caller_leg.role = if caller_is_agent { "agent" } else { "customer" };
+        call.legs.push(caller_leg);
 
         let server_key = TxnKey::Server {
             leg: CALLER,

@@ -332,7 +332,7 @@ impl Call {
     }
 
     /// Sends the request of server transaction `server` on leg `to`.
-    fn relay_out(&mut self, _from: LegId, to: LegId, server: &TxnKey, now: Instant) {
+    pub(super) fn relay_out(&mut self, _from: LegId, to: LegId, server: &TxnKey, now: Instant) {
         let Some(Purpose::Relayed { request, .. }) = self.txns.get(server).map(|e| &e.purpose)
         else {
             return;
@@ -470,6 +470,9 @@ impl Call {
             None => self.respond_server(&server, status, &reason, None, now, |bld| {
                 copy_passthrough_headers(bld, msg)
             }),
+        }
+        if let Some(new) = server_leg.filter(|l| self.replacing.is_some_and(|r| r.0 == *l)) {
+            self.replacement_answered(new, status, now);
         }
         // A 481 or 408 to an in-dialog request ends the dialog (RFC 3261 §12.2.1.2).
         if matches!(status, 408 | 481) {

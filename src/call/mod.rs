@@ -16,6 +16,7 @@ pub mod indialog;
 pub mod liveness;
 pub mod queueing;
 pub mod registry;
+pub mod replace;
 pub mod report;
 pub mod session_timer;
 pub mod transfer;
@@ -51,6 +52,11 @@ pub enum CallEvent {
     ApiTransfer(Box<ApiTransfer>),
     /// Another call, during an attended transfer (REFER with Replaces).
     Legs(Box<attended::LegExchange>),
+    /// An INVITE with Replaces from `agent` naming one of this call's dialogs (RFC 3891).
+    Replace {
+        req: Box<IncomingRequest>,
+        agent: String,
+    },
 }
 
 /// A queue's offer of the call to an agent.
