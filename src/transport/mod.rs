@@ -119,6 +119,11 @@ impl FromStr for ListenSpec {
     type Err = ListenSpecError;
 
     fn from_str(s: &str) -> Result<ListenSpec, ListenSpecError> {
+        // A bare address (`127.0.0.1:5060`, `[::1]:5060`) lacks the protocol prefix; say so
+        // rather than call its first part an unknown protocol.
+        if s.parse::<SocketAddr>().is_ok() {
+            return Err(ListenSpecError::MissingProtocol);
+        }
         let (proto, addr) = s.split_once(':').ok_or(ListenSpecError::MissingProtocol)?;
         let protocol = match proto.to_ascii_lowercase().as_str() {
             "udp" => Protocol::Udp,

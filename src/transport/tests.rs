@@ -148,10 +148,13 @@ fn listen_spec_parsing() {
     assert_eq!(spec.protocol, Protocol::Tcp);
     assert_eq!(spec.addr, "[::1]:5061".parse().unwrap());
     assert_eq!(spec.to_string(), "tcp:[::1]:5061");
-    assert_eq!(
-        "127.0.0.1:5060".parse::<ListenSpec>(),
-        Err(ListenSpecError::UnknownProtocol("127.0.0.1".into()))
-    );
+    for bare in ["127.0.0.1:5060", "[::1]:5060"] {
+        assert_eq!(
+            bare.parse::<ListenSpec>(),
+            Err(ListenSpecError::MissingProtocol),
+            "{bare}: a bare address lacks the protocol prefix"
+        );
+    }
     assert_eq!(
         "sctp:127.0.0.1:5060".parse::<ListenSpec>(),
         Err(ListenSpecError::UnknownProtocol("sctp".into()))
