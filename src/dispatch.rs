@@ -227,6 +227,11 @@ impl Dispatcher {
                 if self.check_request(&req).is_none() {
                     return;
                 }
+                if self.over_transaction_limit() {
+                    return self.reply(&req, 503, "Service Unavailable", |b| {
+                        b.header("Retry-After", "5");
+                    });
+                }
                 if method == Method::Register {
                     self.on_register(req);
                 } else {
@@ -442,7 +447,9 @@ impl Dispatcher {
                 b.header("Warning", "399 handover \"shutting down\"");
             });
         }
-        if self.ep.counters.active_calls.load(Ordering::Relaxed) >= self.ep.config().sip.max_calls {
+        if self.ep.counters.active_calls.load(Ordering::Relaxed) >= self.ep.config().sip.max_calls
+            || self.over_transaction_limit()
+        {
             return self.reply(&req, 503, "Service Unavailable", |b| {
                 b.header("Retry-After", "5");
             });
@@ -495,6 +502,12 @@ impl Dispatcher {
                 self.deliver(handle, req);
             }
         }
+    }
+
+    /// `[limits] max_transactions` reached: new work is refused until transactions finish.
+    fn over_transaction_limit(&self) -> bool {
+        self.ep.counters.transactions.load(Ordering::Relaxed)
+            >= self.ep.config().limits.max_transactions
     }
 
     /// An INVITE with Replaces (RFC 3891): the call owning the named dialog takes it (the

@@ -386,6 +386,61 @@ async fn a_leg_that_stops_answering_keepalives_ends_the_call_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_work_gets_503_at_the_transaction_limit() {
+    let toml = format!(
+        "{}\n[limits]\nmax_transactions = 1\n",
+        ua::harness::config("127.0.0.1/32", None, "")
+    );
+    let (server, udp, _) = start(&toml).await;
+    let mut ua = UdpUa::bind(udp, "probe").await;
+    // The first OPTIONS is answered; its transaction lingers (Timer J) and fills the limit.
+    ua.send_raw(&ua::harness::out_of_dialog(
+        "OPTIONS",
+        &Ids::new(),
+        None,
+        &[],
+        "",
+    ))
+    .await;
+    ua.expect_status(200, T).await;
+    assert_eq!(server.stats().transactions, 1);
+    // New work is refused with Retry-After while it is full: OPTIONS, REGISTER, INVITE.
+    for method in ["OPTIONS", "REGISTER"] {
+        ua.send_raw(&ua::harness::out_of_dialog(
+            method,
+            &Ids::new(),
+            None,
+            &[],
+            "",
+        ))
+        .await;
+        let r = ua.expect_status(503, T).await;
+        assert_eq!(r.header_named("Retry-After").as_deref(), Some("5"));
+    }
+    ua.send_raw(&invite(
+        "1001",
+        &Ids::new(),
+        &[],
+        &customer_sdp(1, "sendrecv"),
+    ))
+    .await;
+    ua.expect_status(503, T).await;
+    assert_eq!(server.stats().active_calls, 0);
+    // Once the transaction is gone (64·T1), work is accepted again.
+    assert_idle(&server).await;
+    ua.send_raw(&ua::harness::out_of_dialog(
+        "OPTIONS",
+        &Ids::new(),
+        None,
+        &[],
+        "",
+    ))
+    .await;
+    ua.expect_status(200, T).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_cut_off_slow_senders_and_refuse_deep_via_stacks() {
     let toml = format!(
         "{}\n[limits]\nslow_sender_timeout_s = 1\nmax_via = 3\n",

@@ -165,6 +165,9 @@ pub struct LimitsConfig {
     pub tcp_buffered_bytes: usize,
     /// A TCP peer that sends part of a message and stalls this long is cut off (s).
     pub slow_sender_timeout_s: u64,
+    /// Open transactions (server and client, every call's and the registrar's) beyond which
+    /// new work — new calls, REGISTER, OPTIONS — gets 503 with Retry-After.
+    pub max_transactions: usize,
 }
 
 /// What happens to a request over the per-source rate.
@@ -187,6 +190,7 @@ impl Default for LimitsConfig {
             tcp_connections_per_source: 256,
             tcp_buffered_bytes: 256 * 1024,
             slow_sender_timeout_s: 10,
+            max_transactions: 200_000,
         }
     }
 }

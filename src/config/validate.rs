@@ -116,6 +116,10 @@ fn toml_error(src: &str, e: &toml::de::Error) -> ConfigErrors {
 fn build(raw: RawConfig, issues: &mut Issues) -> Config {
     let sip = sip(raw.sip, issues);
     registrar(&raw.registrar, issues);
+    issues.positive(
+        "limits.max_transactions",
+        raw.limits.max_transactions as u64,
+    );
     let http_enabled = raw.http.is_some();
     let mut http = http(raw.http.unwrap_or_default(), issues);
     http.enabled = http_enabled;
