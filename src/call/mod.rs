@@ -3,11 +3,15 @@
 //! - [`registry`]: the call router — (Call-ID, tag, branch) → the owning actor's handle.
 //! - [`dialog`]: one leg's dialog state and the requests built from it.
 //! - [`core`]: the call's state machine over its legs and transactions; it decides and
-//!   writes outgoing messages into an outbox, it never touches a socket or a clock.
+//!   writes outgoing messages into an outbox, it never touches a socket or a clock; its
+//!   `impl Call` continues in [`responses`] (responses sent and received), [`teardown`]
+//!   (ending legs and calls), [`timers`] (timers, transport errors) and [`accounting`]
+//!   (agent states).
 //! - [`indialog`]: requests inside a dialog (BYE, re-INVITE, UPDATE, INFO, ...), relayed
 //!   from one leg to the other.
 //! - [`actor`]: the tokio task around a core: inbox, one deadline, shutdown.
 
+pub mod accounting;
 pub mod actor;
 pub mod attended;
 pub mod core;
@@ -18,7 +22,10 @@ pub mod queueing;
 pub mod registry;
 pub mod replace;
 pub mod report;
+pub mod responses;
 pub mod session_timer;
+pub mod teardown;
+pub mod timers;
 pub mod transfer;
 
 use crate::incoming::IncomingRequest;
