@@ -9,14 +9,20 @@
 //!   (agent states).
 //! - [`indialog`]: requests inside a dialog (BYE, re-INVITE, UPDATE, INFO, ...), relayed
 //!   from one leg to the other.
+//! - [`transfer`]: transfers inside a call (DESIGN.md §3) — REFER, policy, NOTIFY; carried
+//!   out in [`bridging`] (re-INVITE bridging), [`fallback`] (failure paths, transfer
+//!   timers), [`transfer_bye`] (BYE during a transfer) and [`ivr`] (IVR return and send-on).
 //! - [`actor`]: the tokio task around a core: inbox, one deadline, shutdown.
 
 pub mod accounting;
 pub mod actor;
 pub mod attended;
+pub mod bridging;
 pub mod core;
 pub mod dialog;
+pub mod fallback;
 pub mod indialog;
+pub mod ivr;
 pub mod liveness;
 pub mod queueing;
 pub mod registry;
@@ -27,6 +33,7 @@ pub mod session_timer;
 pub mod teardown;
 pub mod timers;
 pub mod transfer;
+pub mod transfer_bye;
 
 use crate::incoming::IncomingRequest;
 use crate::sip::SipMessage;
