@@ -3,23 +3,37 @@
 //! - [`registry`]: the call router — (Call-ID, tag, branch) → the owning actor's handle.
 //! - [`dialog`]: one leg's dialog state and the requests built from it.
 //! - [`core`]: the call's state machine over its legs and transactions; it decides and
-//!   writes outgoing messages into an outbox, it never touches a socket or a clock.
+//!   writes outgoing messages into an outbox, it never touches a socket or a clock; its
+//!   `impl Call` continues in [`responses`] (responses sent and received), [`teardown`]
+//!   (ending legs and calls), [`timers`] (timers, transport errors) and [`accounting`]
+//!   (agent states).
 //! - [`indialog`]: requests inside a dialog (BYE, re-INVITE, UPDATE, INFO, ...), relayed
 //!   from one leg to the other.
+//! - [`transfer`]: transfers inside a call (DESIGN.md §3) — REFER, policy, NOTIFY; carried
+//!   out in [`bridging`] (re-INVITE bridging), [`fallback`] (failure paths, transfer
+//!   timers), [`transfer_bye`] (BYE during a transfer) and [`ivr`] (IVR return and send-on).
 //! - [`actor`]: the tokio task around a core: inbox, one deadline, shutdown.
 
+pub mod accounting;
 pub mod actor;
 pub mod attended;
+pub mod bridging;
 pub mod core;
 pub mod dialog;
+pub mod fallback;
 pub mod indialog;
+pub mod ivr;
 pub mod liveness;
 pub mod queueing;
 pub mod registry;
 pub mod replace;
 pub mod report;
+pub mod responses;
 pub mod session_timer;
+pub mod teardown;
+pub mod timers;
 pub mod transfer;
+pub mod transfer_bye;
 
 use crate::incoming::IncomingRequest;
 use crate::sip::SipMessage;
