@@ -300,9 +300,15 @@ async fn release_transfer_releases_the_agent_at_once() {
             customer(&transfer_scenario("customer_transferred"), addr),
             async {
                 let mut f = Vec::new();
+                // A talks to the customer, then B rings; A is released while B still rings.
+                reach(&server, AGENT_A, "talking", &mut f).await;
+                reach(&server, TARGET_B, "ringing", &mut f).await;
                 reach(&server, AGENT_A, "idle", &mut f).await;
-                if server.agent_state(TARGET_B).as_deref() == Some("talking") {
-                    f.push("agent 2001 became idle only after the target answered".into());
+                if server.agent_state(TARGET_B).as_deref() != Some("ringing") {
+                    f.push(format!(
+                        "agent 2001 became idle only when the target was {:?}, not while it rang",
+                        server.agent_state(TARGET_B)
+                    ));
                 }
                 reach(&server, TARGET_B, "talking", &mut f).await;
                 f
@@ -330,7 +336,13 @@ async fn release_transfer_to_a_busy_target_releases_the_customer_with_a_reason()
             agent_a("agent_refer_release", addr, phones.a),
             Some(target_b("target_busy", phones.b, 0)),
             customer(&transfer_scenario("customer_released_on_failure"), addr),
-            async { Vec::new() },
+            async {
+                let mut f = Vec::new();
+                // A talks to the customer, then is released at once although B is busy.
+                reach(&server, AGENT_A, "talking", &mut f).await;
+                reach(&server, AGENT_A, "idle", &mut f).await;
+                f
+            },
         )
         .await;
         run.assert_ok();
@@ -358,7 +370,16 @@ async fn agent_bye_after_the_202_never_costs_the_customer() {
             customer(&transfer_scenario("customer_transferred"), addr),
             async {
                 let mut f = Vec::new();
+                // A talks, B rings, A's BYE frees A while B still rings, then B answers.
+                reach(&server, AGENT_A, "talking", &mut f).await;
+                reach(&server, TARGET_B, "ringing", &mut f).await;
                 reach(&server, AGENT_A, "idle", &mut f).await;
+                if server.agent_state(TARGET_B).as_deref() != Some("ringing") {
+                    f.push(format!(
+                        "agent 2002 should still ring when agent 2001 is idle, got {:?}",
+                        server.agent_state(TARGET_B)
+                    ));
+                }
                 reach(&server, TARGET_B, "talking", &mut f).await;
                 f
             },
@@ -427,6 +448,8 @@ async fn refer_sub_false_transfers_without_notify() {
             customer(&transfer_scenario("customer_transferred"), addr),
             async {
                 let mut f = Vec::new();
+                // A talks, is released by the BYE after the 202, then B talks.
+                reach(&server, AGENT_A, "talking", &mut f).await;
                 reach(&server, AGENT_A, "idle", &mut f).await;
                 reach(&server, TARGET_B, "talking", &mut f).await;
                 f
