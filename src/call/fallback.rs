@@ -25,7 +25,17 @@ impl Call {
         let target_leg = t.target_leg;
         let hold_pending = t.hold_pending;
         let returning = self.reserved_agent.is_some();
-        self.record_transfer_failure(code);
+        if returning {
+            // A hang-up transfer reached its release moment when the IVR answered: it stays
+            // `succeeded` in the CDR; what becomes of the customer is the next entry's.
+            tracing::info!(
+                call = self.key,
+                code,
+                "the waiting agent did not take the call back"
+            );
+        } else {
+            self.record_transfer_failure(code);
+        }
         self.notify(&format!("SIP/2.0 {code} {reason}"), true, now);
         if let Some(target) = target_leg {
             if self
@@ -131,18 +141,13 @@ impl Call {
                     dialled: target.to_string(),
                     target,
                 };
-                self.begin_transfer(
-                    agent_leg,
-                    customer,
-                    selection,
-                    policy,
-                    Origin::default(),
-                    now,
-                );
-                if let Some(t) = self.transfer.as_mut() {
-                    // The agent is gone already: nothing to release or notify.
-                    t.agent_gone = true;
-                    t.agent_released = true;
+                // The agent is gone already: nothing to release or notify.
+                let origin = Origin {
+                    agent_gone: true,
+                    ..Origin::default()
+                };
+                self.begin_transfer(agent_leg, customer, selection, policy, origin, now);
+                if self.transfer.is_some() {
                     return;
                 }
                 // Refused at once (queue full, no agent logged in): released below.

@@ -198,6 +198,7 @@ impl Call {
         let origin = Origin {
             notify: true,
             referred_by,
+            agent_gone: false,
         };
         self.begin_transfer(leg, customer_leg, selection, policy, origin, now);
     }

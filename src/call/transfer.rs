@@ -139,6 +139,8 @@ impl TransferRun {
 pub struct Origin {
     pub notify: bool,
     pub referred_by: Option<String>,
+    /// The agent left earlier (a fallback after a failed transfer): nothing to release.
+    pub agent_gone: bool,
 }
 
 /// `%XX` escapes of a URI user part decoded (a REFER may carry `%2A1` for `*1`).
@@ -222,6 +224,7 @@ impl Call {
                     .header(HeaderName::ReferSub)
                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
                 referred_by: None,
+                agent_gone: false,
             };
             self.answer_with(leg, key, req, (202, "Accepted"), None, now);
             return self.start_attended(leg, customer_leg, replaces, origin, now);
@@ -287,6 +290,7 @@ impl Call {
         let origin = Origin {
             notify: wants_notify,
             referred_by,
+            agent_gone: false,
         };
         self.begin_transfer(leg, customer_leg, selection, policy, origin, now);
     }
@@ -304,6 +308,7 @@ impl Call {
         let Origin {
             notify: wants_notify,
             referred_by,
+            agent_gone,
         } = origin;
         let agent_id = self.legs.get(leg).and_then(|l| l.agent.clone());
         tracing::info!(
@@ -322,13 +327,13 @@ impl Call {
             notify: wants_notify.then_some(leg),
             hold_pending: false,
             target_offer: None,
-            agent_gone: false,
+            agent_gone,
             agent_id,
             stage: Stage::Calling,
             ringing_notified: false,
             ring_deadline: None,
             retry: None,
-            agent_released: false,
+            agent_released: agent_gone,
             rebridge: None,
         });
         let (tt, tg) = (
@@ -520,13 +525,13 @@ impl Call {
 
     /// The agent's release moment: NOTIFY 200 (terminated) and BYE its leg.
     pub(super) fn release_agent(&mut self, now: Instant) {
+        if self.transfer.as_ref().is_some_and(|t| t.agent_released) {
+            return;
+        }
         self.transfer_released("policy");
         let Some(t) = self.transfer.as_mut() else {
             return;
         };
-        if t.agent_released {
-            return;
-        }
         t.agent_released = true;
         let agent_leg = t.agent_leg;
         let gone = t.agent_gone;
