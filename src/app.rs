@@ -239,9 +239,9 @@ impl RunningServer {
     pub async fn shutdown(self) {
         self.ep.draining.store(true, Ordering::Relaxed);
         for handle in self.ep.calls.handles() {
-            let _ = handle.deliver(crate::call::CallEvent::Hangup {
-                reason: "SIP;cause=503;text=\"Server shutting down\"".into(),
-            });
+            let _ = handle.deliver(crate::call::CallEvent::Hangup(
+                crate::call::HangupCause::Shutdown,
+            ));
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while !self.ep.calls.is_empty() && tokio::time::Instant::now() < deadline {

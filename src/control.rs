@@ -134,9 +134,7 @@ impl Control for ControlPlane {
                 .get(key)
                 .ok_or_else(|| ApiError::NotFound(format!("no call {id}")))?;
             handle
-                .deliver(CallEvent::Hangup {
-                    reason: "SIP;cause=200;text=\"Released by the operator\"".into(),
-                })
+                .deliver(CallEvent::Hangup(crate::call::HangupCause::Operator))
                 .map_err(|_| ApiError::Unavailable("the call is busy".into()))
         })
     }

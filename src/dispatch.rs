@@ -533,10 +533,10 @@ impl Dispatcher {
         let Some(call) = call else {
             return self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {});
         };
-        let event = CallEvent::Replace {
-            req: Box::new(req.clone()),
+        let event = CallEvent::Replace(Box::new(crate::call::ReplaceRequest {
+            req: req.clone(),
             agent: id,
-        };
+        }));
         if call.deliver(event).is_err() {
             self.reply(&req, 481, "Call/Transaction Does Not Exist", |_| {});
         }

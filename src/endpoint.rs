@@ -247,10 +247,10 @@ impl Endpoint {
                     })),
                 ),
                 QueueAction::OfferTimeout { call, agent } => {
-                    (call, CallEvent::QueueOfferTimeout { agent })
+                    (call, CallEvent::QueueOfferTimeout(Box::new(agent)))
                 }
                 QueueAction::Overflow { call, target } => {
-                    (call, CallEvent::QueueOverflow { target })
+                    (call, CallEvent::QueueOverflow(Box::new(target)))
                 }
                 QueueAction::Expired { call } => (call, CallEvent::QueueExpired),
                 QueueAction::AgentNotReady { agent } => {

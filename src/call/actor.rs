@@ -137,13 +137,16 @@ async fn run(
                 match event {
                     Some(CallEvent::Request(req)) => call.on_request(*req, at),
                     Some(CallEvent::Response(msg)) => call.on_response(*msg, at),
-                                        Some(CallEvent::Hangup { reason }) => call.hangup_all(&reason, at),
+                    Some(CallEvent::Hangup(cause)) => call.hangup_all(cause.reason(), at),
                     Some(CallEvent::QueueOffer(offer)) => call.on_queue_offer(&offer.agent, &offer.queue, at),
-                    Some(CallEvent::QueueOfferTimeout { agent }) => call.on_queue_offer_timeout(&agent, at),
-                    Some(CallEvent::QueueOverflow { target }) => call.on_queue_overflow(&target, at),
+                    Some(CallEvent::QueueOfferTimeout(agent)) => call.on_queue_offer_timeout(&agent, at),
+                    Some(CallEvent::QueueOverflow(target)) => call.on_queue_overflow(&target, at),
                     Some(CallEvent::QueueExpired) => call.on_queue_expired(at),
                     Some(CallEvent::Legs(exchange)) => call.on_leg_exchange(*exchange, at),
-                    Some(CallEvent::Replace { req, agent }) => call.on_replacing_invite(*req, agent, at),
+                    Some(CallEvent::Replace(r)) => {
+                        let r = *r;
+                        call.on_replacing_invite(r.req, r.agent, at)
+                    }
                     Some(CallEvent::Query(reply)) => {
                         let _ = reply.send(call.info());
                     }

@@ -21,7 +21,6 @@
 //! received), [`super::teardown`] (ending legs and calls), [`super::timers`] (timers and
 //! transport errors), [`super::accounting`] (agent states).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -232,7 +231,7 @@ pub struct Call {
     pub key: CallKey,
     pub caller: Caller,
     pub legs: Vec<Leg>,
-    pub txns: HashMap<TxnKey, TxnEntry>,
+    pub txns: super::txn_table::TxnTable<TxnEntry>,
     pub phase: Phase,
     /// The callee leg bridged to the caller.
     pub answered: Option<LegId>,
@@ -335,7 +334,7 @@ impl Call {
             key,
             caller,
             legs: Vec::with_capacity(2),
-            txns: HashMap::new(),
+            txns: super::txn_table::TxnTable::default(),
             phase: Phase::Routing,
             answered: None,
             bridge: None,

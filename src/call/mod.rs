@@ -34,6 +34,7 @@ pub mod teardown;
 pub mod timers;
 pub mod transfer;
 pub mod transfer_bye;
+pub mod txn_table;
 
 use crate::incoming::IncomingRequest;
 use crate::sip::SipMessage;
@@ -41,7 +42,33 @@ use crate::sip::SipMessage;
 pub use actor::spawn_call;
 pub use registry::{CallHandle, CallKey, CallRegistry};
 
-/// Everything a call actor is told.
+/// Why the operator side ends a call (the Reason header of its BYEs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupCause {
+    /// The control API released it.
+    Operator,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl HangupCause {
+    pub fn reason(self) -> &'static str {
+        match self {
+            HangupCause::Operator => "SIP;cause=200;text=\"Released by the operator\"",
+            HangupCause::Shutdown => "SIP;cause=503;text=\"Server shutting down\"",
+        }
+    }
+}
+
+/// An INVITE with Replaces for one of a call's dialogs (RFC 3891), from `agent`.
+#[derive(Debug)]
+pub struct ReplaceRequest {
+    pub req: IncomingRequest,
+    pub agent: String,
+}
+
+/// Everything a call actor is told. Every variant is at most one pointer (payloads are
+/// boxed), so an event is 16 bytes and each call's inbox block stays small.
 #[derive(Debug)]
 pub enum CallEvent {
     /// A request for one of the call's dialogs (or its initial INVITE's retransmission or
@@ -50,14 +77,14 @@ pub enum CallEvent {
     /// A response to one of the call's client transactions (boxed: an inbox slot stays
     /// small, and every call's inbox allocates a block of slots up front).
     Response(Box<SipMessage>),
-    /// Operator or shutdown: end the call now, with this Reason text.
-    Hangup { reason: String },
+    /// Operator or shutdown: end the call now.
+    Hangup(HangupCause),
     /// The queue offers the waiting call to `agent` (DESIGN.md §2).
     QueueOffer(Box<QueueOffer>),
     /// The offer to `agent` rang too long: cancel it.
-    QueueOfferTimeout { agent: String },
+    QueueOfferTimeout(Box<String>),
     /// `max_wait_s` passed: go to the queue's overflow target.
-    QueueOverflow { target: crate::config::Target },
+    QueueOverflow(Box<crate::config::Target>),
     /// `max_wait_s` passed and there is no overflow: 480.
     QueueExpired,
     /// The control API asks what the call looks like.
@@ -67,10 +94,7 @@ pub enum CallEvent {
     /// Another call, during an attended transfer (REFER with Replaces).
     Legs(Box<attended::LegExchange>),
     /// An INVITE with Replaces from `agent` naming one of this call's dialogs (RFC 3891).
-    Replace {
-        req: Box<IncomingRequest>,
-        agent: String,
-    },
+    Replace(Box<ReplaceRequest>),
 }
 
 /// A queue's offer of the call to an agent.
@@ -115,4 +139,12 @@ pub struct CallTarget {
     pub queue: Option<String>,
     /// What the new leg is: `agent`, `ivr`, `external`, `queue` (CDRs, control API).
     pub role: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_event_is_two_words() {
+        assert_eq!(std::mem::size_of::<super::CallEvent>(), 16);
+    }
 }

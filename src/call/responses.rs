@@ -115,6 +115,12 @@ impl Call {
         self.execute(&dest, actions);
         if terminated {
             self.txns.remove(key);
+        } else if code >= 200 {
+            if let Some(entry) = self.txns.get_mut(key) {
+                // The final response is out: the machine answers retransmissions by itself
+                // (Timers L/J, up to 32 s), so the request itself is no longer needed.
+                entry.purpose = Purpose::Local;
+            }
         }
         if is_invite && (200..300).contains(&code) {
             // RFC 3261 §13.3.1.4: the UAS core retransmits the 2xx until the ACK.
