@@ -7,9 +7,10 @@
 //!   ([`CdrHandle::dropped`]) and a warning logged (rate-limited).
 //! - One writer thread (std, not a tokio task: the file I/O is blocking and tokio's `fs` is not
 //!   enabled) takes whatever is queued, appends it, hands it to the kernel, and calls
-//!   `sync_data` at most once per `flush_interval`. A record is durable at most
-//!   `flush_interval` after it was written (group commit: ~100 ms at risk on power loss,
-//!   never one fsync per record).
+//!   `sync_data` at most once per `flush_interval`; after each batch it lets records gather
+//!   for 20 ms, so a busy server pays one wake-up and one write per batch, not per call. A
+//!   record is durable at most `flush_interval` + 20 ms after it was written (group commit:
+//!   ~120 ms at risk on power loss, never one fsync per record).
 //! - [`CdrWriter::shutdown`] writes everything queued before it, fsyncs and closes: no record
 //!   is lost on a clean shutdown.
 //! - [`CdrHandle::reopen`] (SIGHUP after log rotation) fsyncs and closes the current file and
@@ -326,6 +327,9 @@ impl Output {
     }
 }
 
+/// How long the writer lets records gather after writing a batch.
+const GATHER: Duration = Duration::from_millis(20);
+
 /// The writer loop. Uses `std::time::Instant`: this is a plain thread outside the runtime,
 /// and only the fsync cadence depends on it.
 fn run(rx: Receiver<Msg>, mut out: Output, interval: Duration) {
@@ -378,6 +382,12 @@ fn run(rx: Receiver<Msg>, mut out: Output, interval: Duration) {
             break;
         }
         out.flush();
+        if batch < MAX_BATCH {
+            // Let records gather before looking again: a sender only pays for a wake-up
+            // (a futex syscall) while this thread is blocked in `recv`, and under load one
+            // write per gathering period replaces one wake-up and one write per call.
+            std::thread::sleep(GATHER.min(interval));
+        }
         let due = last_sync.is_none_or(|t| t.elapsed() >= interval);
         if out.dirty && due {
             out.sync();

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let runtime = match runtime() {
+            let runtime = match runtime(config.sip.worker_threads) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("cannot start the runtime: {e}");
@@ -55,21 +55,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Worker threads when `TOKIO_WORKER_THREADS` is not set.
+/// The runtime: `[sip] worker_threads` workers (default 1), or `TOKIO_WORKER_THREADS` when
+/// set (tokio reads it itself).
 ///
-/// One: a datagram is then received, parsed, handed to its call actor and answered on the same
-/// thread, with no wake-up of another worker. With one worker per core (tokio's default) every
-/// message woke a second, idle worker to look for work it did not find; those thread switches
-/// were the largest single cost in a profile (bench/README.md). Measured side by side with the
-/// shared harness on 2 vCPUs: CPU per call at 2000 calls/s fell from ~185 µs to ~150 µs, at
-/// 1000 calls/s from ~240 µs to ~195 µs. Set `TOKIO_WORKER_THREADS` (tokio reads it) to spread
-/// calls over more cores when one is not enough.
-const DEFAULT_WORKER_THREADS: usize = 1;
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+/// One worker by default: a datagram is then received, parsed, handed to its call actor and
+/// answered on the same thread, with no wake-up of another worker. With one worker per core
+/// (tokio's default) every message woke a second, idle worker to look for work it did not
+/// find; those thread switches were the largest single cost in a profile (bench/README.md).
+/// Measured side by side with the shared harness on 2 vCPUs: CPU per call at 2000 calls/s
+/// fell from ~185 µs to ~150 µs, at 1000 calls/s from ~240 µs to ~195 µs. More workers
+/// spread calls over more cores when one is not enough.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(DEFAULT_WORKER_THREADS);
+        builder.worker_threads(workers.max(1));
     }
     builder.enable_all().build()
 }

@@ -118,6 +118,8 @@ pub struct SipConfig {
     /// The smallest session interval handover accepts (RFC 4028 `Min-SE`, s): smaller
     /// requests get 422.
     pub min_se_s: u64,
+    /// Threads that run the calls (read at start; `TOKIO_WORKER_THREADS` overrides it).
+    pub worker_threads: usize,
     /// `User-Agent`/`Server` header value; empty means the header is not sent.
     pub user_agent: String,
 }

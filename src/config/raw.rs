@@ -66,6 +66,8 @@ pub(super) struct RawSip {
     pub session_expires_s: u64,
     #[serde(default = "min_se_s")]
     pub min_se_s: u64,
+    #[serde(default = "worker_threads")]
+    pub worker_threads: usize,
     #[serde(default = "defaults::user_agent")]
     pub user_agent: String,
 }
@@ -102,6 +104,9 @@ fn session_expires_s() -> u64 {
 }
 fn min_se_s() -> u64 {
     90
+}
+fn worker_threads() -> usize {
+    1
 }
 
 fn sip_ring_timeout_s() -> u64 {

@@ -260,6 +260,7 @@ fn sip(raw: RawSip, issues: &mut Issues) -> SipConfig {
     issues.positive("sip.max_calls", raw.max_calls as u64);
     issues.positive("sip.ring_timeout_s", raw.ring_timeout_s);
     issues.positive("sip.min_se_s", raw.min_se_s);
+    issues.positive("sip.worker_threads", raw.worker_threads as u64);
     if raw.session_expires_s != 0 && raw.session_expires_s < raw.min_se_s {
         issues.push(
             "sip.session_expires_s",
@@ -284,6 +285,7 @@ fn sip(raw: RawSip, issues: &mut Issues) -> SipConfig {
         keepalive_s: raw.keepalive_s,
         session_expires_s: raw.session_expires_s,
         min_se_s: raw.min_se_s,
+        worker_threads: raw.worker_threads,
         user_agent: raw.user_agent,
     }
 }
