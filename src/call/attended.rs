@@ -74,7 +74,7 @@ impl Call {
             self.ep.config().transfer.agent_hangup_during_conversation,
         );
         let Ok(policy) = policy else { return };
-        self.transfer = Some(TransferRun {
+        self.transfer = Some(Box::new(TransferRun {
             kind: TransferType::Conversation,
             policy,
             target: Target::Number(replaces.call_id.clone()),
@@ -92,7 +92,7 @@ impl Call {
             retry: None,
             agent_released: false,
             rebridge: None,
-        });
+        }));
         self.log_transfer("conversation", "replaces", "pending".into());
         self.notify("SIP/2.0 100 Trying", false, now);
         let other = key_from_tag(&replaces.to_tag)

@@ -238,7 +238,7 @@ pub struct Call {
     /// The two legs whose media is joined; in-dialog requests are relayed between them.
     pub bridge: Option<(LegId, LegId)>,
     /// The transfer in progress, if any (DESIGN.md §3).
-    pub transfer: Option<super::transfer::TransferRun>,
+    pub transfer: Option<Box<super::transfer::TransferRun>>,
     /// An agent reserved for this call (hang-up transfer: `waiting`).
     pub reserved_agent: Option<String>,
     /// When the reservation runs out (`[[ivr]] max_waiting_s`): the agent is freed, and the

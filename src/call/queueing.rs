@@ -120,7 +120,7 @@ impl Call {
             agent_hangup_before_answer: crate::transfer::AgentHangupAction::ContinueAsRelease,
         };
         tracing::info!(call = self.key, queue = %queue, "caller hears the queue music");
-        self.transfer = Some(super::transfer::TransferRun {
+        self.transfer = Some(Box::new(super::transfer::TransferRun {
             kind: crate::config::TransferType::Release,
             policy,
             target: Target::Queue(queue),
@@ -138,7 +138,7 @@ impl Call {
             retry: None,
             agent_released: false,
             rebridge: None,
-        });
+        }));
         let _ = now;
     }
 

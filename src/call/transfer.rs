@@ -317,7 +317,7 @@ impl Call {
             target = %selection.target,
             "transfer started"
         );
-        self.transfer = Some(TransferRun {
+        self.transfer = Some(Box::new(TransferRun {
             kind: selection.transfer,
             policy,
             target: selection.target.clone(),
@@ -335,7 +335,7 @@ impl Call {
             retry: None,
             agent_released: agent_gone,
             rebridge: None,
-        });
+        }));
         let (tt, tg) = (
             selection.transfer.as_str().to_owned(),
             selection.target.to_string(),

@@ -67,7 +67,8 @@ impl Sent {
 /// Per-leg `o=` state: the leg's session id, its current version and the last body sent.
 #[derive(Debug, Clone)]
 pub struct LegSdpOrigin {
-    username: String,
+    /// `Cow`: the usual `-` costs no allocation per leg.
+    username: std::borrow::Cow<'static, str>,
     session_id: u64,
     version: u64,
     address: Option<Bytes>,
@@ -79,7 +80,7 @@ impl LegSdpOrigin {
     /// which read it as a signed 64-bit number still can (RFC 8866 §5.2 leaves the size open).
     pub fn new(session_id: u64) -> LegSdpOrigin {
         LegSdpOrigin {
-            username: DEFAULT_USERNAME.to_owned(),
+            username: std::borrow::Cow::Borrowed(DEFAULT_USERNAME),
             session_id,
             version: INITIAL_VERSION,
             address: None,
@@ -93,7 +94,7 @@ impl LegSdpOrigin {
         if username.is_empty() || username.len() > 64 || !visible {
             return Err(InvalidUsername);
         }
-        username.clone_into(&mut self.username);
+        self.username = std::borrow::Cow::Owned(username.to_owned());
         Ok(self)
     }
 
