@@ -1135,3 +1135,114 @@ async fn an_invite_with_replaces_from_anyone_but_the_agent_is_refused() {
     call.agent.reply(&bye, 200, None, &[], None).await;
     assert_idle(&call.server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attended_transfer_refer_on_the_consultation_dialog_joins_the_same_two_parties() {
+    let mut target = target_ua("2002").await;
+    let mut call = establish_with(&agent_2002(target.port())).await;
+    target.server = call.agent.server;
+    let ack = call.cust_request("ACK", 1, &branch(), &[], "");
+    call.cust.send_raw(&ack).await;
+    let (cid, atag, htag, tinv, _ttag) = agent_consults(&mut call, &mut target).await;
+
+    // This time the REFER goes on the consultation dialog and names the customer's dialog.
+    let replaces = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        call.agent_invite.call_id(),
+        call.agent_invite.from_tag().unwrap(),
+        call.agent_tag
+    );
+    // handover's Contact is the same on both of the agent's calls; the To tag picks the call.
+    let consult_target = call.agent_target.clone();
+    let refer = ua::wire(
+        &[
+            &format!("REFER {consult_target} SIP/2.0"),
+            &format!("Via: SIP/2.0/UDP {{ip}}:{{port}};branch={};rport", branch()),
+            "Max-Forwards: 70",
+            &format!("From: <sip:2001@test.local>;tag={atag}"),
+            &format!("To: <sip:2002@test.local>;tag={htag}"),
+            &format!("Call-ID: {cid}"),
+            "CSeq: 2 REFER",
+            "Contact: <sip:2001@{ip}:{port}>",
+            &format!("Refer-To: <sip:cust@test.local?Replaces={replaces}>"),
+            "Content-Length: 0",
+        ],
+        "",
+    );
+    call.agent.send_raw(&refer).await;
+    let accepted = call.agent.expect_response(Method::Refer, 202, T).await;
+    assert_eq!(accepted.call_id(), cid);
+    let n = call.agent.expect_request(Method::Notify, T).await;
+    assert_eq!(n.call_id(), cid, "NOTIFYs in the REFER's dialog");
+    call.agent.reply(&n, 200, None, &[], None).await;
+    // The customer (moved over with its dialog) is asked for a fresh offer; the target gets it.
+    let fetch = call.cust.expect_request(Method::Invite, T).await;
+    assert_eq!(
+        fetch.call_id(),
+        call.ids.cid,
+        "the customer keeps its dialog"
+    );
+    assert!(fetch.body().is_empty());
+    call.cust
+        .reply(
+            &fetch,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &customer_sdp(2, "sendrecv"))),
+        )
+        .await;
+    let deliver = target.expect_request(Method::Invite, T).await;
+    assert_eq!(
+        deliver.call_id(),
+        tinv.call_id(),
+        "the target keeps its dialog"
+    );
+    assert!(
+        body_text(&deliver).contains("m=audio 40000"),
+        "the customer's media"
+    );
+    target
+        .reply(
+            &deliver,
+            200,
+            None,
+            &[],
+            Some(("application/sdp", &target_sdp())),
+        )
+        .await;
+    let cack = call.cust.expect_request(Method::Ack, T).await;
+    assert!(
+        body_text(&cack).contains("m=audio 46000"),
+        "the target's answer"
+    );
+    target.expect_request(Method::Ack, T).await;
+    // The agent: NOTIFY 200 and BYE on both of its dialogs; then idle.
+    let mut byes = 0;
+    while byes < 2 {
+        let m = call
+            .agent
+            .recv_any(T)
+            .await
+            .expect("NOTIFY 200 and two BYEs");
+        match m.method() {
+            Some(Method::Notify) => {
+                assert!(body_text(&m).starts_with("SIP/2.0 200"));
+                call.agent.reply(&m, 200, None, &[], None).await;
+            }
+            Some(Method::Bye) => {
+                byes += 1;
+                call.agent.reply(&m, 200, None, &[], None).await;
+            }
+            // A 100 Trying of the consultation INVITE left unread by `agent_consults`.
+            None if m.status() == Some(100) => {}
+            _ => panic!("unexpected {m:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(call.server.agent_state("2001").as_deref(), Some("idle"));
+    customer_bye(&mut call, 3).await;
+    let bye = target.expect_request(Method::Bye, T).await;
+    target.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&call.server).await;
+}
