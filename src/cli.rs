@@ -35,7 +35,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// SIP listen socket: udp:IP:PORT, tcp:IP:PORT, or a bare IP:PORT for both (IPv6 in
-    /// brackets: [::1]:5060); repeatable. Replaces the config's [sip] listen list.
+    /// brackets, e.g. `[::1]:5060`); repeatable. Replaces the config's `[sip]` listen list.
     #[arg(long = "listen", value_name = "SPEC")]
     pub listen: Vec<ListenArg>,
     /// Log filter (tracing EnvFilter syntax, e.g. `info` or `handover=debug`).

@@ -1,6 +1,6 @@
 //! `GET /api/events`: the event bus as Server-Sent Events.
 //!
-//! Each [`Event`](crate::events::Event) becomes one frame `event: <name>\ndata: <json>\n\n`
+//! Each [`crate::events::Event`] becomes one frame `event: <name>\ndata: <json>\n\n`
 //! (the name equals the JSON `event` tag). A comment keep-alive goes out every 15 s so proxies
 //! keep the connection open.
 //!

@@ -1,5 +1,5 @@
 //! Transfers inside a call (DESIGN.md §3): a REFER from the agent's phone (RFC 3515) picks a
-//! type and target ([`crate::transfer::select`]), the policy table decides when the agent's
+//! type and target ([`crate::transfer::select()`]), the policy table decides when the agent's
 //! leg is released and what happens on failure ([`crate::transfer::decide`]), and this module
 //! with its siblings carries it out with re-INVITE bridging (RFC 3725 flow: late offer to the
 //! target, its offer re-INVITEd to the customer, the customer's answer in the target's ACK).

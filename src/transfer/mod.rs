@@ -1,5 +1,5 @@
 //! Contact-centre transfers as data (DESIGN §3): which transfer type a request asks for
-//! ([`select`]) and what that type means for each leg ([`policy`]).
+//! ([`select()`]) and what that type means for each leg ([`policy`]).
 //!
 //! Both halves are pure functions of their inputs and the [`Config`](crate::config::Config):
 //! no I/O, no SIP, no clock. The call actor resolves a REFER (RFC 3515) or a control-API command
