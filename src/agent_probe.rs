@@ -62,6 +62,11 @@ impl AgentProbes {
         self.pending.is_empty()
     }
 
+    /// Drops every probe in flight (shutdown).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
     /// Whether another probe may start.
     pub fn has_room(&self) -> bool {
         self.pending.len() < MAX_IN_FLIGHT

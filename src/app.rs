@@ -249,6 +249,10 @@ impl RunningServer {
         }
         let _ = self.shutdown.send(true);
         self.housekeeping.abort();
+        // Transactions left in the shared tables hold the endpoint (their counts point at it):
+        // dropping them lets it be freed, and the counters read 0 afterwards.
+        self.ep.lingering().clear();
+        self.ep.probes().clear();
         if let Some(api) = self.api {
             let _ = api.join().await;
         }

@@ -417,6 +417,11 @@ pub struct Lingering {
 }
 
 impl Lingering {
+    /// Drops every transaction (shutdown): they count against the endpoint they point to.
+    pub fn clear(&mut self) {
+        self.txns.clear();
+    }
+
     pub fn insert(
         &mut self,
         key: Box<str>,
