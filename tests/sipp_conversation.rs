@@ -29,6 +29,7 @@ use handover::api::{CallInfo, Control};
 use handover::app::RunningServer;
 use handover::control::ControlPlane;
 use handover::transport::Protocol;
+use support::checks::{check_state, reach, the_cdr, STATE_WAIT};
 use support::sipp::TRACE_ENV;
 use support::{
     assert_drained, free_port, sip_addr, skip_without_sipp, start_server, wait_until, within, Sipp,
@@ -44,8 +45,6 @@ const EXTERNAL: &str = "0049301234567";
 const SIPP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Hard limit of one test (the SIPp flows take a few seconds, draining the rest).
 const TEST_LIMIT: Duration = Duration::from_secs(90);
-/// How long a state may take to be reached while the SIPp flows run.
-const STATE_WAIT: Duration = Duration::from_secs(15);
 /// Agent A's pause between the ACK and the REFER.
 const A_PAUSE_MS: u64 = 300;
 /// The customer's pause before its BYE once it is bridged: the window in which the states
@@ -231,31 +230,6 @@ impl Run {
     }
 }
 
-/// Waits for agent `id` to reach `state`; on timeout notes the failure.
-async fn reach(server: &RunningServer, id: &str, state: &str, failures: &mut Vec<String>) {
-    if !wait_until(
-        || server.agent_state(id).as_deref() == Some(state),
-        STATE_WAIT,
-    )
-    .await
-    {
-        failures.push(format!(
-            "agent {id}: expected {state:?} within {STATE_WAIT:?}, still {:?}",
-            server.agent_state(id)
-        ));
-    }
-}
-
-/// Notes a failure unless agent `id` is in `state` now.
-fn check_state(server: &RunningServer, id: &str, state: &str, when: &str, f: &mut Vec<String>) {
-    let got = server.agent_state(id);
-    if got.as_deref() != Some(state) {
-        f.push(format!(
-            "agent {id} {when}: expected {state:?}, got {got:?}"
-        ));
-    }
-}
-
 /// The one call in progress, as the control API shows it.
 async fn the_call(control: &ControlPlane) -> Option<CallInfo> {
     let mut calls = control.list_calls().await;
@@ -323,26 +297,6 @@ async fn assert_end_state(server: &RunningServer) {
         );
     }
     assert_drained(server).await;
-}
-
-/// The only CDR line the server wrote, once written.
-async fn the_cdr(path: &std::path::Path) -> serde_json::Value {
-    let mut line = None;
-    let written = wait_until(
-        || {
-            line = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|t| t.lines().next().map(str::to_owned));
-            line.is_some()
-        },
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(written, "no CDR written to {}", path.display());
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert_eq!(text.lines().count(), 1, "one call, one CDR:\n{text}");
-    let _ = std::fs::remove_file(path);
-    serde_json::from_str(&line.unwrap()).unwrap()
 }
 
 /// The roles of the CDR's legs, in order.

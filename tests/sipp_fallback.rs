@@ -37,6 +37,7 @@ use handover::api::Control;
 use handover::app::RunningServer;
 use handover::control::ControlPlane;
 use handover::transport::Protocol;
+use support::checks::{check_state, reach, the_cdr, STATE_WAIT};
 use support::sipp::TRACE_ENV;
 use support::{
     assert_drained, free_port, sip_addr, skip_without_sipp, start_server, wait_until, within, Sipp,
@@ -53,8 +54,6 @@ const QUEUE_NAME: &str = "sales";
 const SIPP_TIMEOUT: Duration = Duration::from_secs(40);
 /// Hard limit of one test.
 const TEST_LIMIT: Duration = Duration::from_secs(150);
-/// How long a state may take to be reached while the SIPp flows run.
-const STATE_WAIT: Duration = Duration::from_secs(15);
 /// Agent A's pause between the ACK and the REFER.
 const A_PAUSE_MS: u64 = 300;
 /// The customer's pause before its BYE once it is bridged to C.
@@ -291,31 +290,6 @@ impl Run {
     }
 }
 
-/// Waits for agent `id` to reach `state`; on timeout notes the failure.
-async fn reach(server: &RunningServer, id: &str, state: &str, f: &mut Vec<String>) {
-    if !wait_until(
-        || server.agent_state(id).as_deref() == Some(state),
-        STATE_WAIT,
-    )
-    .await
-    {
-        f.push(format!(
-            "agent {id}: expected {state:?} within {STATE_WAIT:?}, still {:?}",
-            server.agent_state(id)
-        ));
-    }
-}
-
-/// Notes a failure unless agent `id` is in `state` now.
-fn check_state(server: &RunningServer, id: &str, state: &str, when: &str, f: &mut Vec<String>) {
-    let got = server.agent_state(id);
-    if got.as_deref() != Some(state) {
-        f.push(format!(
-            "agent {id} {when}: expected {state:?}, got {got:?}"
-        ));
-    }
-}
-
 /// Calls in the queue `sales` (ringing ones included) and offers pending.
 fn queue_counts(server: &RunningServer) -> (usize, usize) {
     server
@@ -378,26 +352,6 @@ async fn assert_end_state(server: &RunningServer) {
         server.endpoint().queue_status()
     );
     assert_drained(server).await;
-}
-
-/// The only CDR line the server wrote, once written.
-async fn the_cdr(path: &std::path::Path) -> serde_json::Value {
-    let mut line = None;
-    let written = wait_until(
-        || {
-            line = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|t| t.lines().next().map(str::to_owned));
-            line.is_some()
-        },
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(written, "no CDR written to {}", path.display());
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert_eq!(text.lines().count(), 1, "one call, one CDR:\n{text}");
-    let _ = std::fs::remove_file(path);
-    serde_json::from_str(&line.unwrap()).unwrap()
 }
 
 /// (transfer type, target, outcome) of each transfer attempt in the CDR, in order.

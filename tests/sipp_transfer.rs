@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use handover::app::RunningServer;
 use handover::transport::Protocol;
+use support::checks::{reach, STATE_WAIT};
 use support::sipp::TRACE_ENV;
 use support::{
     assert_drained, free_port, sip_addr, skip_without_sipp, start_server, wait_until, within, Sipp,
@@ -32,8 +33,6 @@ const TARGET_B: &str = "2002";
 const SIPP_TIMEOUT: Duration = Duration::from_secs(40);
 /// Hard limit of one test.
 const TEST_LIMIT: Duration = Duration::from_secs(150);
-/// How long a state may take to be reached while the SIPp flows run.
-const STATE_WAIT: Duration = Duration::from_secs(15);
 
 /// Agent A's pause between the ACK and the REFER.
 const A_PAUSE_MS: u64 = 300;
@@ -189,21 +188,6 @@ impl Run {
                 let _ = std::fs::remove_dir_all(&o.dir);
             }
         }
-    }
-}
-
-/// Waits for agent `id` to reach `state`; on timeout returns the failure text.
-async fn reach(server: &RunningServer, id: &str, state: &str, failures: &mut Vec<String>) {
-    if !wait_until(
-        || server.agent_state(id).as_deref() == Some(state),
-        STATE_WAIT,
-    )
-    .await
-    {
-        failures.push(format!(
-            "agent {id}: expected {state:?} within {STATE_WAIT:?}, still {:?}",
-            server.agent_state(id)
-        ));
     }
 }
 

@@ -7,6 +7,7 @@
 //! with a message) only when `sipp` is missing and `HANDOVER_REQUIRE_SIPP` is unset.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod checks;
 pub mod ports;
 pub mod server;
 pub mod sipp;
