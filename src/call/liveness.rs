@@ -83,20 +83,8 @@ impl Call {
         self.unreserve_agent();
         self.end_reason
             .get_or_insert_with(|| "peer stopped answering".to_owned());
-        for other in 0..self.legs.len() {
-            if other != leg
-                && self
-                    .legs
-                    .get(other)
-                    .is_some_and(|l| l.state == LegState::Confirmed)
-            {
-                self.send_bye(
-                    other,
-                    Some("SIP;cause=408;text=\"The other party stopped answering\""),
-                    now,
-                );
-            }
-        }
+        let reason = "SIP;cause=408;text=\"The other party stopped answering\"";
+        self.bye_connected_legs(reason, now);
         self.end_call("peer stopped answering", leg, now);
     }
 
@@ -295,15 +283,21 @@ impl Call {
         self.unreserve_agent();
         self.end_reason
             .get_or_insert_with(|| "session expired".to_owned());
-        for l in 0..self.legs.len() {
+        self.bye_connected_legs("SIP;cause=408;text=\"Session expired\"", now);
+        self.end_call("session expired", leg, now);
+    }
+
+    /// BYE with `reason` to every leg still connected (a lost leg was marked ended first, so
+    /// it gets none).
+    fn bye_connected_legs(&mut self, reason: &str, now: Instant) {
+        for leg in 0..self.legs.len() {
             if self
                 .legs
-                .get(l)
-                .is_some_and(|x| x.state == LegState::Confirmed)
+                .get(leg)
+                .is_some_and(|l| l.state == LegState::Confirmed)
             {
-                self.send_bye(l, Some("SIP;cause=408;text=\"Session expired\""), now);
+                self.send_bye(leg, Some(reason), now);
             }
         }
-        self.end_call("session expired", leg, now);
     }
 }
