@@ -138,6 +138,9 @@ pub async fn start_from(
     })
 }
 
+/// The finest resolution of the housekeeping timers.
+const HOUSEKEEPING_TICK: Duration = Duration::from_millis(10);
+
 /// Timers that belong to no call: the dispatcher's transactions and binding expiry.
 async fn housekeeping(
     ep: Arc<Endpoint>,
@@ -164,6 +167,11 @@ async fn housekeeping(
         {
             wake = wake.min(d);
         }
+        // Batch timers at least HOUSEKEEPING_TICK apart: under load a lingering transaction
+        // expires every few hundred microseconds, and waking for each would cost more than the
+        // work. Every timer here (Timer G/J, OPTIONS probes, queue and wrap-up deadlines,
+        // binding expiry) is coarser than that by far.
+        wake = wake.max(now + HOUSEKEEPING_TICK);
         tokio::select! {
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },

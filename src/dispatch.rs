@@ -335,12 +335,8 @@ impl Dispatcher {
             req.source.remote,
             req.msg.cseq().method == Method::Invite || req.msg.method() == Some(&Method::Ack),
         );
-        self.ep.lingering().absorb(
-            &key,
-            req.msg.method() == Some(&Method::Ack),
-            now(),
-            &self.ep,
-        )
+        self.ep
+            .absorb_lingering(&key, req.msg.method() == Some(&Method::Ack), now())
     }
 
     /// Answers `req` through a non-INVITE server transaction of the dispatcher.
@@ -644,7 +640,7 @@ pub fn answer_orphan(ep: &Endpoint, req: &IncomingRequest) {
     let is_ack = req.msg.method() == Some(&Method::Ack);
     let invite = is_ack || req.msg.cseq().method == Method::Invite;
     let key = linger_key(req.msg.branch(), req.source.remote, invite);
-    if ep.lingering().absorb(&key, is_ack, now(), ep) || is_ack {
+    if ep.absorb_lingering(&key, is_ack, now()) || is_ack {
         return;
     }
     ep.count_rejected(481);
@@ -656,7 +652,11 @@ pub fn answer_orphan(ep: &Endpoint, req: &IncomingRequest) {
 
 /// The key of a transaction no call owns: branch, source address and INVITE-or-not (ACK
 /// and an INVITE share a key; CANCEL shares the INVITE's branch but not its kind).
-pub fn linger_key(branch: Option<&str>, remote: std::net::SocketAddr, invite: bool) -> Box<str> {
+pub fn linger_key(
+    branch: Option<&str>,
+    remote: std::net::SocketAddr,
+    invite: bool,
+) -> std::sync::Arc<str> {
     let kind = if invite { 'I' } else { 'N' };
     format!("{}|{remote}|{kind}", branch.unwrap_or_default()).into()
 }

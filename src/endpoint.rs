@@ -392,6 +392,18 @@ impl Endpoint {
         lock(&self.lingering)
     }
 
+    /// Hands a retransmitted request to the lingering transaction under `key` and sends its
+    /// answer (after the table is unlocked). `false` when no transaction has that key.
+    pub fn absorb_lingering(&self, key: &str, ack: bool, now: Instant) -> bool {
+        let Some((dest, sends)) = self.lingering().absorb(key, ack, now) else {
+            return false;
+        };
+        for bytes in sends {
+            self.send(&dest, bytes);
+        }
+        true
+    }
+
     pub fn probes(&self) -> MutexGuard<'_, crate::agent_probe::AgentProbes> {
         lock(&self.probes)
     }
@@ -401,102 +413,9 @@ impl Endpoint {
     }
 }
 
-/// Bound on lingering transactions.
-const MAX_LINGERING: usize = 262_144;
-
-struct LingeringTxn {
-    machine: crate::transaction::Transaction,
-    dest: Destination,
-    _count: TransactionCount,
-}
-
-/// Transactions kept only to absorb retransmissions (see [`Endpoint::lingering`]).
-#[derive(Default)]
-pub struct Lingering {
-    txns: std::collections::HashMap<Box<str>, LingeringTxn>,
-}
-
-impl Lingering {
-    /// Drops every transaction (shutdown): they count against the endpoint they point to.
-    pub fn clear(&mut self) {
-        self.txns.clear();
-    }
-
-    pub fn insert(
-        &mut self,
-        key: Box<str>,
-        machine: crate::transaction::Transaction,
-        dest: Destination,
-        count: TransactionCount,
-    ) {
-        if self.txns.len() < MAX_LINGERING && !machine.is_terminated() {
-            self.txns.insert(
-                key,
-                LingeringTxn {
-                    machine,
-                    dest,
-                    _count: count,
-                },
-            );
-        }
-    }
-
-    /// Answers a retransmitted request (or takes an ACK) for a lingering transaction.
-    pub fn absorb(&mut self, key: &str, ack: bool, now: Instant, ep: &Endpoint) -> bool {
-        use crate::transaction::{Action, Transaction};
-        let Some(txn) = self.txns.get_mut(key) else {
-            return false;
-        };
-        let actions = match (&mut txn.machine, ack) {
-            (Transaction::ServerInvite(m), true) => m.on_ack(now),
-            (Transaction::ServerInvite(m), false) => m.on_request(),
-            (Transaction::ServerNonInvite(m), false) => m.on_request(),
-            _ => return ack,
-        };
-        let dest = txn.dest;
-        for action in actions {
-            if let Action::Transmit(bytes) = action {
-                ep.send(&dest, bytes);
-            }
-        }
-        if txn.machine.is_terminated() {
-            self.txns.remove(key);
-        }
-        true
-    }
-
-    /// Fires due timers; what to send.
-    pub fn handle_timeouts(&mut self, now: Instant) -> Vec<(Destination, Bytes)> {
-        use crate::transaction::Action;
-        let mut sends = Vec::new();
-        self.txns.retain(|_, txn| {
-            if txn.machine.next_deadline().is_some_and(|d| d <= now) {
-                for action in txn.machine.handle_timeout(now) {
-                    if let Action::Transmit(bytes) = action {
-                        sends.push((txn.dest, bytes));
-                    }
-                }
-            }
-            !txn.machine.is_terminated()
-        });
-        sends
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.txns
-            .values()
-            .filter_map(|t| t.machine.next_deadline())
-            .min()
-    }
-
-    pub fn len(&self) -> usize {
-        self.txns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.txns.is_empty()
-    }
-}
+/// Server transactions kept only to absorb retransmissions (see [`Endpoint::lingering`]):
+/// their retransmissions go to a [`Destination`], and each counts as a live transaction.
+pub type Lingering = crate::transaction::Lingering<Destination, TransactionCount>;
 
 /// Counters by label, for metrics.
 #[derive(Debug, Default)]

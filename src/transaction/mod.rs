@@ -45,6 +45,7 @@
 mod action;
 mod client_invite;
 mod client_non_invite;
+mod lingering;
 mod server_invite;
 mod server_non_invite;
 mod table;
@@ -54,6 +55,7 @@ mod uas_2xx;
 pub use action::{Action, Actions, TransactionError};
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
+pub use lingering::{Lingering, MAX_LINGERING};
 pub use server_invite::{ServerInvite, ServerInviteState};
 pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
 pub use table::{
