@@ -1,5 +1,8 @@
 //! `handover` binary: parse the command line, set up logging, load the config, run.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
