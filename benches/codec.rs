@@ -88,5 +88,24 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec);
+/// The SDP offer of the INVITE above: handover's own line check plus webrtc-sdp, as every
+/// new call's offer is validated.
+fn sdp(c: &mut Criterion) {
+    let body = INVITE
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.as_bytes())
+        .unwrap();
+    let mut g = c.benchmark_group("sdp");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("inspect (line check + webrtc-sdp)", |b| {
+        b.iter(|| handover::sdp::inspect(black_box(body)).unwrap())
+    });
+    g.bench_function("webrtc-sdp parse_sdp alone", |b| {
+        let text = std::str::from_utf8(body).unwrap();
+        b.iter(|| webrtc_sdp::parse_sdp(black_box(text), false).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, codec, sdp);
 criterion_main!(benches);

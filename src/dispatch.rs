@@ -306,22 +306,21 @@ impl Dispatcher {
     }
 
     fn deliver(&self, handle: crate::call::CallHandle, req: IncomingRequest) {
-        let is_ack = req.msg.method() == Some(&Method::Ack);
-        let copy = if is_ack { None } else { Some(req.clone()) };
-        match handle.deliver(CallEvent::Request(Box::new(req))) {
-            Ok(()) => {}
-            Err(DeliverError::Busy) => {
-                if let Some(req) = copy {
-                    self.reply(&req, 503, "Service Unavailable", |b| {
-                        b.header("Retry-After", "1");
-                    });
-                }
+        let (error, req) = match handle.deliver_or_return(CallEvent::Request(Box::new(req))) {
+            Ok(()) => return,
+            Err((error, CallEvent::Request(req))) => (error, req),
+            Err(_) => return,
+        };
+        if req.msg.method() == Some(&Method::Ack) {
+            return; // an ACK is never answered
+        }
+        match error {
+            DeliverError::Busy => {
+                self.reply(&req, 503, "Service Unavailable", |b| {
+                    b.header("Retry-After", "1");
+                });
             }
-            Err(DeliverError::Gone) => {
-                if let Some(req) = copy {
-                    answer_orphan(&self.ep, &req);
-                }
-            }
+            DeliverError::Gone => answer_orphan(&self.ep, &req),
         }
     }
 
@@ -488,14 +487,14 @@ impl Dispatcher {
         let Some(call_target) = self.resolve_target(&req, &caller, &target) else {
             return;
         };
-        if spawn_call(&self.ep, req.clone(), caller, call_target).is_none() {
+        if let Err(req) = spawn_call(&self.ep, req, caller, call_target) {
             // Raced with a retransmission of the same INVITE: hand it to the winner.
             if let Some(handle) = self
                 .ep
                 .calls
                 .find_initial(req.msg.call_id(), req.msg.from_tag().unwrap_or_default())
             {
-                self.deliver(handle, req);
+                self.deliver(handle, *req);
             }
         }
     }

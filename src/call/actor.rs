@@ -38,19 +38,19 @@ impl Drop for Registration {
     }
 }
 
-/// Starts a call actor for the caller's INVITE `req`. Returns `None` if the same INVITE
+/// Starts a call actor for the caller's INVITE `req`. Hands `req` back if the same INVITE
 /// (Call-ID, From tag) already has a call — the dispatcher routes it there instead.
 pub fn spawn_call(
     ep: &Arc<Endpoint>,
     req: IncomingRequest,
     caller: Caller,
     target: CallTarget,
-) -> Option<CallHandle> {
+) -> Result<CallHandle, Box<IncomingRequest>> {
     let key = ep.calls.next_key();
     let call_id = req.msg.call_id().to_owned();
     let from_tag = req.msg.from_tag().unwrap_or_default().to_owned();
     if ep.calls.claim_initial(&call_id, &from_tag, key).is_err() {
-        return None;
+        return Err(Box::new(req));
     }
     let (tx, rx) = mpsc::channel(INBOX);
     let handle = CallHandle::new(key, tx);
@@ -80,7 +80,7 @@ pub fn spawn_call(
         }
         .instrument(span),
     );
-    Some(handle)
+    Ok(handle)
 }
 
 /// Starts the call for `req`: logs it, publishes it, and has its first answers ready in its

@@ -177,19 +177,19 @@ impl Call {
         }
         match method {
             Method::Bye => self.on_bye(leg, key, req, now),
-            Method::Options => self.answer_local(leg, key, req, 200, "OK", now),
+            Method::Options => self.answer_local(leg, key, &req, 200, "OK", now),
             Method::Invite => self.on_reinvite(leg, key, req, now),
             // A body-less UPDATE changes nothing for the other leg: it is this leg's session
             // refresh (RFC 4028 §9), answered here.
             Method::Update if req.msg.body().is_empty() => {
-                self.answer_local(leg, key, req, 200, "OK", now)
+                self.answer_local(leg, key, &req, 200, "OK", now)
             }
             Method::Update | Method::Info | Method::Message => self.relay(leg, key, req, now),
             Method::Refer => self.on_refer(leg, key, req, now),
             Method::Prack | Method::Subscribe | Method::Notify | Method::Publish => {
-                self.answer_local(leg, key, req, 501, "Not Implemented", now)
+                self.answer_local(leg, key, &req, 501, "Not Implemented", now)
             }
-            _ => self.answer_local(leg, key, req, 501, "Not Implemented", now),
+            _ => self.answer_local(leg, key, &req, 501, "Not Implemented", now),
         }
     }
 
@@ -198,7 +198,7 @@ impl Call {
         &mut self,
         leg: LegId,
         key: TxnKey,
-        req: IncomingRequest,
+        req: &IncomingRequest,
         code: u16,
         reason: &str,
         now: Instant,
@@ -226,13 +226,12 @@ impl Call {
     }
 
     fn on_bye(&mut self, leg: LegId, key: TxnKey, req: IncomingRequest, now: Instant) {
-        let msg = req.clone();
-        self.answer_local(leg, key, req, 200, "OK", now);
+        self.answer_local(leg, key, &req, 200, "OK", now);
         // A BYE ends any 2xx retransmission on the leg (RFC 3261 §15.1.2 allows BYE before
         // the ACK; the ACK is then moot).
         self.txns.remove(&TxnKey::Retransmit2xx(leg));
         self.set_leg_state(leg, LegState::Ended);
-        if self.transfer_bye(leg, &msg, now) {
+        if self.transfer_bye(leg, &req, now) {
             return;
         }
         if self.bridge.is_some() && self.peer_of(leg).is_none() {

@@ -48,9 +48,15 @@ impl CallHandle {
 
     /// Hands `event` to the actor without waiting.
     pub fn deliver(&self, event: CallEvent) -> Result<(), DeliverError> {
+        self.deliver_or_return(event).map_err(|(error, _)| error)
+    }
+
+    /// [`Self::deliver`] that hands the event back when it cannot be delivered, so the caller
+    /// can still answer a request without having kept a copy of it.
+    pub fn deliver_or_return(&self, event: CallEvent) -> Result<(), (DeliverError, CallEvent)> {
         self.inbox.try_send(event).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => DeliverError::Busy,
-            mpsc::error::TrySendError::Closed(_) => DeliverError::Gone,
+            mpsc::error::TrySendError::Full(event) => (DeliverError::Busy, event),
+            mpsc::error::TrySendError::Closed(event) => (DeliverError::Gone, event),
         })
     }
 }
