@@ -15,6 +15,16 @@ if ! command -v sipp >/dev/null 2>&1; then
   fi
 fi
 
+# jemalloc (the release allocator) is built from C: it needs make besides the C compiler.
+if ! command -v make >/dev/null 2>&1; then
+  echo "== installing make"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make >/dev/null
+  fi
+fi
+
 if [ -f tests/interop/requirements.txt ]; then
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pjsua2' 2>/dev/null; then
     echo "== installing pjsua2 into .venv"

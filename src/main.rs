@@ -1,7 +1,10 @@
 //! `handover` binary: parse the command line, set up logging, load the config, run.
 
+// jemalloc rather than the system allocator: glibc's malloc/free were ~17 % of the CPU per
+// call at 2,000 calls/s, jemalloc's cost ~30 % less per call than glibc's and keeps a held call
+// at 7.8 KB (mimalloc was as fast but held 8.7 KB). Figures: README "Benchmark".
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::process::ExitCode;
 
