@@ -47,6 +47,10 @@ pub(super) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, loca
     let mut shutdown = inner.shutdown.clone();
     loop {
         let (len, remote) = tokio::select! {
+            // Receive first: while datagrams are queued the shutdown future is never polled
+            // (polling it registers and drops a waiter on the watch channel each time); the
+            // cheap version check below keeps a flood from delaying shutdown.
+            biased;
             received = socket.recv_from(&mut buf) => match received {
                 Ok(received) => received,
                 Err(error) => {
@@ -58,6 +62,9 @@ pub(super) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, loca
             },
             () = wait_shutdown(&mut shutdown) => break,
         };
+        if shutdown.has_changed().unwrap_or(true) && *shutdown.borrow_and_update() {
+            break;
+        }
         let Some(datagram) = buf.get(..len) else {
             continue;
         };
