@@ -6,62 +6,19 @@
 //! prints PASS/FAIL per check and exits non-zero on any failure. At its `CHECKPOINT` lines this
 //! test inspects the server (agent states, call counts) and then lets the script go on.
 //!
-//! Python is `HANDOVER_PYTHON` (set by `scripts/test.sh` to the venv it creates), else `python3`.
-//! Without pjsua2 the test is skipped (and passes, with a message) unless
-//! `HANDOVER_REQUIRE_PJSUA` is set, in which case it fails.
+//! The harness (Python, ports, running the script) is `support::pjsua`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::process::{Child, ChildStdin, Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
 use handover::app::RunningServer;
-use handover::transport::Protocol;
-use tokio::sync::mpsc;
-use tokio::time::{sleep, timeout, Instant};
+use support::pjsua::{
+    drained, expect_states, free_port, pjsua_available, python, run_script, start_server,
+    DRAIN_TIMEOUT,
+};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
-const STATE_SETTLE: Duration = Duration::from_secs(3);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn python() -> String {
-    std::env::var("HANDOVER_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-/// Is pjsua2 importable? Fails the test instead of skipping when `HANDOVER_REQUIRE_PJSUA` is set.
-fn pjsua_available(python: &str) -> bool {
-    let ok = Command::new(python)
-        .args(["-c", "import pjsua2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("HANDOVER_REQUIRE_PJSUA").is_none(),
-            "HANDOVER_REQUIRE_PJSUA is set but `{python} -c 'import pjsua2'` fails: \
-             install tests/interop/requirements.txt (scripts/test.sh does) or set HANDOVER_PYTHON"
-        );
-        println!("skipped: pjsua2 not installed (`{python} -c 'import pjsua2'` fails)");
-    }
-    ok
-}
-
-/// A port on 127.0.0.1 free for both UDP and TCP right now, different from `taken`.
-fn free_port(taken: &[u16]) -> u16 {
-    for _ in 0..200 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if taken.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port on 127.0.0.1 free for both UDP and TCP");
-}
 
 fn config_toml(port: u16) -> String {
     format!(
@@ -87,70 +44,6 @@ password = "pass1002"
 skills = ["sales"]
 "#
     )
-}
-
-/// Starts handover on a port free for UDP and TCP (retrying if another process takes it first).
-async fn start_server(avoid: &[u16]) -> (RunningServer, u16) {
-    let mut last_error = String::new();
-    for _ in 0..5 {
-        let port = free_port(avoid);
-        let config = handover::config::Config::from_toml_str(&config_toml(port))
-            .unwrap_or_else(|e| panic!("test config rejected: {e:?}"));
-        match handover::app::start(config).await {
-            Ok(server) => {
-                assert_eq!(
-                    server.sip_addr(Protocol::Udp),
-                    Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-                );
-                assert_eq!(
-                    server.sip_addr(Protocol::Tcp),
-                    Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-                );
-                return (server, port);
-            }
-            Err(e) => last_error = e.to_string(),
-        }
-    }
-    panic!("handover did not start: {last_error}");
-}
-
-/// What the script printed, line by line, then `None` at end of output.
-fn forward_lines(
-    reader: impl std::io::Read + Send + 'static,
-    tx: mpsc::UnboundedSender<Option<String>>,
-) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            match line {
-                Ok(l) => {
-                    if tx.send(Some(l)).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(None);
-    });
-}
-
-/// Waits until every `(agent, state)` holds, or `STATE_SETTLE` passes; returns the mismatches.
-async fn expect_states(server: &RunningServer, want: &[(&str, &str)]) -> Vec<String> {
-    let deadline = Instant::now() + STATE_SETTLE;
-    loop {
-        let wrong: Vec<String> = want
-            .iter()
-            .filter_map(|(id, state)| {
-                let got = server.agent_state(id);
-                (got.as_deref() != Some(*state))
-                    .then(|| format!("agent {id} is {got:?}, expected {state:?}"))
-            })
-            .collect();
-        if wrong.is_empty() || Instant::now() >= deadline {
-            return wrong;
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Server-side checks at a script checkpoint. Returns the failures.
@@ -179,17 +72,6 @@ async fn at_checkpoint(server: &RunningServer, name: &str) -> Vec<String> {
     failures
 }
 
-fn resume(stdin: &mut Option<ChildStdin>) {
-    if let Some(s) = stdin.as_mut() {
-        let _ = s.write_all(b"go\n").and_then(|()| s.flush());
-    }
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pjsua2_agents_register_and_take_calls_with_hold_over_udp_and_tcp() {
     let python = python();
@@ -199,92 +81,35 @@ async fn pjsua2_agents_register_and_take_calls_with_hold_over_udp_and_tcp() {
     let udp_agent = free_port(&[]);
     let tcp_agent = free_port(&[udp_agent]);
     let customer = free_port(&[udp_agent, tcp_agent]);
-    let (server, port) = start_server(&[udp_agent, tcp_agent, customer]).await;
+    let (server, port) = start_server(&[udp_agent, tcp_agent, customer], config_toml).await;
 
-    let script = format!("{}/tests/interop/basic_call.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(&python)
-        .arg("-u")
-        .arg(&script)
-        .args(["--server", &format!("127.0.0.1:{port}")])
-        .args(["--udp-agent-port", &udp_agent.to_string()])
-        .args(["--tcp-agent-port", &tcp_agent.to_string()])
-        .args(["--customer-port", &customer.to_string()])
-        .arg("--checkpoints")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} {script}: {e}"));
-    let mut stdin = child.stdin.take();
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    forward_lines(child.stdout.take().unwrap(), tx);
-    let (etx, mut err_lines) = mpsc::unbounded_channel();
-    forward_lines(child.stderr.take().unwrap(), etx);
-
-    let mut failures: Vec<String> = Vec::new();
-    let mut checkpoints = Vec::new();
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    loop {
-        match timeout(
-            deadline.saturating_duration_since(Instant::now()),
-            lines.recv(),
-        )
-        .await
-        {
-            Ok(Some(Some(line))) => {
-                println!("{line}");
-                if let Some(name) = line.strip_prefix("CHECKPOINT ") {
-                    failures.extend(at_checkpoint(&server, name.trim()).await);
-                    checkpoints.push(name.trim().to_owned());
-                    resume(&mut stdin);
-                }
-            }
-            Ok(Some(None)) | Ok(None) => break,
-            Err(_) => {
-                kill(&mut child);
-                failures.push(format!("script killed after {SCRIPT_TIMEOUT:?}"));
-                break;
-            }
-        }
-    }
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            kill(&mut child);
-            failures.push(format!("script did not exit within {SCRIPT_TIMEOUT:?}"));
-            break None;
-        }
-        sleep(Duration::from_millis(50)).await;
-    };
-    while let Ok(Some(line)) = err_lines.try_recv() {
-        println!("stderr: {line}");
-    }
-    if let Some(status) = status {
-        if !status.success() {
-            failures.push(format!(
-                "basic_call.py failed: {status} (see its FAIL lines)"
-            ));
-        }
-    }
+    let args = [
+        "--server".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--udp-agent-port".to_owned(),
+        udp_agent.to_string(),
+        "--tcp-agent-port".to_owned(),
+        tcp_agent.to_string(),
+        "--customer-port".to_owned(),
+        customer.to_string(),
+    ];
     let expected = ["registered", "talking 1001", "idle", "talking 1002", "idle"];
-    if checkpoints != expected {
-        failures.push(format!(
-            "checkpoints reached {checkpoints:?}, expected {expected:?}"
-        ));
-    }
+    let srv = &server;
+    let mut failures = run_script(
+        &python,
+        "basic_call.py",
+        &args,
+        SCRIPT_TIMEOUT,
+        &expected,
+        move |name| async move { at_checkpoint(srv, &name).await },
+    )
+    .await;
 
     // The script unregistered both phones and hung up every call: nothing may be left.
-    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-    while server.stats().active_calls != 0 && Instant::now() < drain_deadline {
-        sleep(Duration::from_millis(100)).await;
-    }
-    let stats = server.stats();
-    if stats.active_calls != 0 {
+    let left = drained(&server).await;
+    if left != 0 {
         failures.push(format!(
-            "{} calls still active {DRAIN_TIMEOUT:?} after the script ended",
-            stats.active_calls
+            "{left} calls still active {DRAIN_TIMEOUT:?} after the script ended"
         ));
     }
     let wrong = expect_states(&server, &[("1001", "logged_out"), ("1002", "logged_out")]).await;

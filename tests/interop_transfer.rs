@@ -12,23 +12,19 @@
 //! on any failure. At its `CHECKPOINT` lines this test checks agent states and call counts on
 //! the server and then lets the script go on.
 //!
-//! Python is `HANDOVER_PYTHON` (set by `scripts/test.sh` to the venv it creates), else `python3`.
-//! Without pjsua2 the test is skipped (and passes, with a message) unless
-//! `HANDOVER_REQUIRE_PJSUA` is set, in which case it fails.
+//! The harness (Python, ports, running the script) is `support::pjsua`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::process::{Child, ChildStdin, Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
 use handover::app::RunningServer;
-use handover::transport::Protocol;
-use tokio::sync::mpsc;
-use tokio::time::{sleep, timeout, Instant};
+use support::pjsua::{
+    drained, expect_states, free_port, pjsua_available, python, run_script, start_server,
+    DRAIN_TIMEOUT,
+};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
-const STATE_SETTLE: Duration = Duration::from_secs(3);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The checkpoints the script reaches when its default scenarios run to their end.
 const ALL_SCENARIOS_CHECKPOINTS: [&str; 10] = [
@@ -47,45 +43,6 @@ const ALL_SCENARIOS_CHECKPOINTS: [&str; 10] = [
     "talking 1002",
     "idle",
 ];
-
-fn python() -> String {
-    std::env::var("HANDOVER_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-/// Is pjsua2 importable? Fails the test instead of skipping when `HANDOVER_REQUIRE_PJSUA` is set.
-fn pjsua_available(python: &str) -> bool {
-    let ok = Command::new(python)
-        .args(["-c", "import pjsua2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("HANDOVER_REQUIRE_PJSUA").is_none(),
-            "HANDOVER_REQUIRE_PJSUA is set but `{python} -c 'import pjsua2'` fails: \
-             install tests/interop/requirements.txt (scripts/test.sh does) or set HANDOVER_PYTHON"
-        );
-        println!("skipped: pjsua2 not installed (`{python} -c 'import pjsua2'` fails)");
-    }
-    ok
-}
-
-/// A port on 127.0.0.1 free for both UDP and TCP right now, different from `taken`.
-fn free_port(taken: &[u16]) -> u16 {
-    for _ in 0..200 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if taken.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port on 127.0.0.1 free for both UDP and TCP");
-}
 
 fn config_toml(port: u16) -> String {
     format!(
@@ -114,79 +71,6 @@ skills = ["sales"]
 default_blind = "release"
 "#
     )
-}
-
-/// Starts handover on a port free for UDP and TCP (retrying if another process takes it first).
-async fn start_server(avoid: &[u16]) -> (RunningServer, u16) {
-    let mut last_error = String::new();
-    for _ in 0..5 {
-        let port = free_port(avoid);
-        let config = handover::config::Config::from_toml_str(&config_toml(port))
-            .unwrap_or_else(|e| panic!("test config rejected: {e:?}"));
-        match handover::app::start(config).await {
-            Ok(server) => {
-                assert_eq!(
-                    server.sip_addr(Protocol::Udp),
-                    Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-                );
-                assert_eq!(
-                    server.sip_addr(Protocol::Tcp),
-                    Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-                );
-                return (server, port);
-            }
-            Err(e) => last_error = e.to_string(),
-        }
-    }
-    panic!("handover did not start: {last_error}");
-}
-
-/// What the script printed, line by line, then `None` at end of output.
-fn forward_lines(
-    reader: impl std::io::Read + Send + 'static,
-    tx: mpsc::UnboundedSender<Option<String>>,
-) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            match line {
-                Ok(l) => {
-                    if tx.send(Some(l)).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(None);
-    });
-}
-
-/// Waits until every `(agent, state)` holds, or `STATE_SETTLE` passes; returns the mismatches.
-async fn expect_states(server: &RunningServer, want: &[(&str, &str)]) -> Vec<String> {
-    let deadline = Instant::now() + STATE_SETTLE;
-    loop {
-        let wrong: Vec<String> = want
-            .iter()
-            .filter_map(|(id, state)| {
-                let got = server.agent_state(id);
-                (got.as_deref() != Some(*state))
-                    .then(|| format!("agent {id} is {got:?}, expected {state:?}"))
-            })
-            .collect();
-        if wrong.is_empty() || Instant::now() >= deadline {
-            return wrong;
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until no call has a leg up, or `DRAIN_TIMEOUT` passes; returns the count left.
-async fn drained(server: &RunningServer) -> usize {
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while server.stats().active_calls != 0 && Instant::now() < deadline {
-        sleep(Duration::from_millis(100)).await;
-    }
-    server.stats().active_calls
 }
 
 /// Server-side checks at a script checkpoint. Returns the failures.
@@ -219,17 +103,6 @@ async fn at_checkpoint(server: &RunningServer, name: &str) -> Vec<String> {
     failures
 }
 
-fn resume(stdin: &mut Option<ChildStdin>) {
-    if let Some(s) = stdin.as_mut() {
-        let _ = s.write_all(b"go\n").and_then(|()| s.flush());
-    }
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// Runs `transfer.py` (only `scenarios`, or its defaults when empty) against a fresh server,
 /// checking the server at each checkpoint, that the checkpoints reached are `expected` and that
 /// nothing is left afterwards. Panics with every failure.
@@ -241,79 +114,31 @@ async fn run_transfer_script(scenarios: &[&str], expected: &[&str]) {
     let agent_a = free_port(&[]);
     let agent_b = free_port(&[agent_a]);
     let customer = free_port(&[agent_a, agent_b]);
-    let (server, port) = start_server(&[agent_a, agent_b, customer]).await;
+    let (server, port) = start_server(&[agent_a, agent_b, customer], config_toml).await;
 
-    let script = format!("{}/tests/interop/transfer.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(&python)
-        .arg("-u")
-        .arg(&script)
-        .args(["--server", &format!("127.0.0.1:{port}")])
-        .args(["--agent-a-port", &agent_a.to_string()])
-        .args(["--agent-b-port", &agent_b.to_string()])
-        .args(["--customer-port", &customer.to_string()])
-        .arg("--checkpoints")
-        .args(scenarios.iter().flat_map(|s| ["--scenario", s]))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} {script}: {e}"));
-    let mut stdin = child.stdin.take();
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    forward_lines(child.stdout.take().unwrap(), tx);
-    let (etx, mut err_lines) = mpsc::unbounded_channel();
-    forward_lines(child.stderr.take().unwrap(), etx);
-
-    let mut failures: Vec<String> = Vec::new();
-    let mut checkpoints = Vec::new();
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    loop {
-        match timeout(
-            deadline.saturating_duration_since(Instant::now()),
-            lines.recv(),
-        )
-        .await
-        {
-            Ok(Some(Some(line))) => {
-                println!("{line}");
-                if let Some(name) = line.strip_prefix("CHECKPOINT ") {
-                    failures.extend(at_checkpoint(&server, name.trim()).await);
-                    checkpoints.push(name.trim().to_owned());
-                    resume(&mut stdin);
-                }
-            }
-            Ok(Some(None)) | Ok(None) => break,
-            Err(_) => {
-                kill(&mut child);
-                failures.push(format!("script killed after {SCRIPT_TIMEOUT:?}"));
-                break;
-            }
-        }
+    let mut args = vec![
+        "--server".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--agent-a-port".to_owned(),
+        agent_a.to_string(),
+        "--agent-b-port".to_owned(),
+        agent_b.to_string(),
+        "--customer-port".to_owned(),
+        customer.to_string(),
+    ];
+    for s in scenarios {
+        args.extend(["--scenario".to_owned(), (*s).to_owned()]);
     }
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            kill(&mut child);
-            failures.push(format!("script did not exit within {SCRIPT_TIMEOUT:?}"));
-            break None;
-        }
-        sleep(Duration::from_millis(50)).await;
-    };
-    while let Ok(Some(line)) = err_lines.try_recv() {
-        println!("stderr: {line}");
-    }
-    if let Some(status) = status {
-        if !status.success() {
-            failures.push(format!("transfer.py failed: {status} (see its FAIL lines)"));
-        }
-    }
-    if checkpoints != expected {
-        failures.push(format!(
-            "checkpoints reached {checkpoints:?}, expected {expected:?}"
-        ));
-    }
+    let srv = &server;
+    let mut failures = run_script(
+        &python,
+        "transfer.py",
+        &args,
+        SCRIPT_TIMEOUT,
+        expected,
+        move |name| async move { at_checkpoint(srv, &name).await },
+    )
+    .await;
 
     // Every call was hung up and both phones unregistered: nothing may be left.
     let left = drained(&server).await;

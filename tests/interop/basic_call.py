@@ -17,91 +17,21 @@ With --checkpoints the script prints `CHECKPOINT <name>` at points where the dri
 the server, and waits (still handling SIP events) for a line on stdin before going on.
 """
 
-import argparse
 import re
-import select
 import sys
 import time
 
 import pjsua2 as pj
 
-DOMAIN = "interop.local"
-AGENTS = {"1001": "pass1001", "1002": "pass1002"}
+import common
+from common import BaseCall, BasePhone, check, checkpoint, failures, log, pump
+from common import sdp_direction, wait_for
 
-WAIT_S = 8.0  # bound of any single wait
-CHECKPOINT_WAIT_S = 20.0
 DEADLINE_S = 55.0  # hard bound of all waits together (teardown adds ~2 s)
 
-failures = []
-started = time.monotonic()
-ep = None
 
-
-def log(msg):
-    print(f"[{time.monotonic() - started:6.2f}s] {msg}", flush=True)
-
-
-def check(name, ok, detail=""):
-    status = "PASS" if ok else "FAIL"
-    log(f"{status}: {name}" + (f" ({detail})" if detail else ""))
-    if not ok:
-        failures.append(name)
-    return ok
-
-
-def pump(seconds):
-    """Handles SIP/media events for `seconds` (pjsua2 runs with no worker thread)."""
-    end = time.monotonic() + seconds
-    while True:
-        ep.libHandleEvents(10)
-        if time.monotonic() >= end:
-            return
-
-
-def wait_for(cond, timeout=WAIT_S):
-    """Handles events until cond() is true or timeout; returns cond()."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if time.monotonic() - started > DEADLINE_S:
-            break
-        if cond():
-            return True
-        ep.libHandleEvents(10)
-    return bool(cond())
-
-
-def checkpoint(enabled, name):
-    if not enabled:
-        return
-    print(f"CHECKPOINT {name}", flush=True)
-    end = time.monotonic() + CHECKPOINT_WAIT_S
-    while time.monotonic() < end:
-        ep.libHandleEvents(10)
-        ready, _, _ = select.select([sys.stdin], [], [], 0)
-        if ready:
-            sys.stdin.readline()
-            return
-    check(f"driver answered checkpoint {name}", False, "no line on stdin")
-
-
-class WireLog(pj.LogWriter):
-    """Keeps pjsua2's log of every SIP message sent and received (log level 4), and echoes
-    entries up to `echo_level` to stdout."""
-
-    HEAD = re.compile(r"(RX|TX) \d+ bytes .*? (?:from|to) (UDP|TCP) ([0-9.]+:\d+):\s*\n")
-
-    def __init__(self, echo_level):
-        pj.LogWriter.__init__(self)
-        self.echo_level = echo_level
-        self.messages = []  # (direction, transport, peer, message text)
-
-    def write(self, entry):
-        if entry.level <= self.echo_level:
-            sys.stdout.write(entry.msg if entry.msg.endswith("\n") else entry.msg + "\n")
-        m = self.HEAD.search(entry.msg)
-        if m:
-            text = entry.msg[m.end():].split("\n--end msg--")[0]
-            self.messages.append((m.group(1), m.group(2), m.group(3), text))
+class WireLog(common.WireLog):
+    """`common.WireLog`, searchable by direction, first line and a header substring."""
 
     def find(self, direction, first_line_prefix, header=""):
         """Messages in `direction` whose first line starts with the prefix and that contain
@@ -120,20 +50,8 @@ def header_value(text, name):
     return ""
 
 
-class Phone(pj.Account):
+class Phone(BasePhone):
     """An account that records registration results and auto-answers incoming calls."""
-
-    def __init__(self, name):
-        pj.Account.__init__(self)
-        self.name = name
-        self.reg_codes = []
-        self.reg_expires = None
-        self.incoming = []
-
-    def onRegState(self, prm):
-        self.reg_codes.append(prm.code)
-        self.reg_expires = prm.expiration
-        log(f"{self.name}: registration {prm.code} {prm.reason} expires={prm.expiration}")
 
     def onIncomingCall(self, prm):
         call = PhoneCall(self, f"{self.name}/in", prm.callId)
@@ -146,7 +64,7 @@ class Phone(pj.Account):
         call.answer_at = time.monotonic() + 0.3  # answered by the main loop
 
 
-class PhoneCall(pj.Call):
+class PhoneCall(BaseCall):
     """A call that records its states, media state and the SDP it exchanged."""
 
     def __init__(self, acc, name, call_id=pj.PJSUA_INVALID_ID):
@@ -165,23 +83,6 @@ class PhoneCall(pj.Call):
         self.states.append(info.state)
         self.last_code = info.lastStatusCode
         log(f"{self.name}: state {info.stateText} (last {info.lastStatusCode} {info.lastReason})")
-
-    def onCallMediaState(self, prm):
-        info = self.getInfo()
-        for i, m in enumerate(info.media):
-            if m.type != pj.PJMEDIA_TYPE_AUDIO:
-                continue
-            log(f"{self.name}: media {i} status={m.status} dir={m.dir}")
-            if m.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
-                # Clock the stream through the (null) sound device so RTP is sent and received.
-                aud = self.getAudioMedia(i)
-                adm = ep.audDevManager()
-                adm.getCaptureDevMedia().startTransmit(aud)
-                aud.startTransmit(adm.getPlaybackDevMedia())
-
-    def onCallRxOffer(self, prm):
-        # Called for offers in re-INVITEs (not for the initial INVITE).
-        self.rx_offers.append(prm.offer.wholeSdp)
 
     def onCallSdpCreated(self, prm):
         self.sdp_created.append((prm.sdp.wholeSdp, prm.remSdp.wholeSdp))
@@ -209,57 +110,6 @@ class PhoneCall(pj.Call):
         if msg and msg not in self.invite_tx:
             self.invite_tx.append(msg)
 
-    # --- helpers -------------------------------------------------------------------------
-
-    def state(self):
-        return self.states[-1] if self.states else None
-
-    def audio(self):
-        """(status, dir) of the first audio media, or (None, None)."""
-        try:
-            info = self.getInfo()  # keep it alive: info.media refers into it
-            for m in info.media:
-                if m.type == pj.PJMEDIA_TYPE_AUDIO:
-                    return m.status, m.dir
-        except pj.Error:
-            pass
-        return None, None
-
-    def audio_index(self):
-        info = self.getInfo()
-        for m in info.media:
-            if m.type == pj.PJMEDIA_TYPE_AUDIO:
-                return m.index
-        return None
-
-    def rx_packets(self):
-        try:
-            idx = self.audio_index()
-            if idx is None:
-                return 0
-            return self.getStreamStat(idx).rtcp.rxStat.pkt
-        except pj.Error:
-            return 0
-
-
-def sdp_direction(sdp):
-    """The effective direction of the first audio m-line (media attribute, else session, else
-    sendrecv)."""
-    session_dir, media_dir, in_audio = None, None, False
-    for line in sdp.replace("\r\n", "\n").split("\n"):
-        if line.startswith("m="):
-            if in_audio:
-                break
-            in_audio = line.startswith("m=audio")
-            continue
-        if line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
-            if in_audio:
-                media_dir = line[2:]
-            elif media_dir is None and not in_audio:
-                session_dir = line[2:]
-    return media_dir or session_dir or "sendrecv"
-
-
 def last_200_sdp(messages):
     """The SDP body of the last 200 response in `messages` ("" if none)."""
     for msg in reversed(messages):
@@ -267,25 +117,6 @@ def last_200_sdp(messages):
             parts = msg.replace("\r\n", "\n").split("\n\n", 1)
             return parts[1] if len(parts) == 2 else ""
     return ""
-
-
-def make_account(name, id_uri, transport_id, registrar=None, user=None, password=None):
-    cfg = pj.AccountConfig()
-    cfg.idUri = id_uri
-    cfg.sipConfig.transportId = transport_id
-    if registrar:
-        cfg.regConfig.registrarUri = registrar
-        cfg.regConfig.timeoutSec = 300
-        cfg.regConfig.retryIntervalSec = 0  # no silent retries: a failure must show
-        cred = pj.AuthCredInfo("digest", DOMAIN, user, 0, password)
-        cfg.sipConfig.authCreds.append(cred)
-    else:
-        cfg.regConfig.registrarUri = ""
-        cfg.regConfig.registerOnAdd = False
-    cfg.mediaConfig.transportConfig.port = 0  # RTP on any free port
-    acc = Phone(name)
-    acc.create(cfg)
-    return acc
 
 
 def run_call(customer, agent, agent_id, server, checkpoints):
@@ -504,70 +335,17 @@ def check_invite_wire(wire, agent_id, proto, server):
 
 
 def main():
-    global ep
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--server", required=True, help="handover SIP address, HOST:PORT")
-    ap.add_argument("--udp-agent-port", type=int, required=True, help="agent 1001's UDP port")
-    ap.add_argument("--tcp-agent-port", type=int, required=True, help="agent 1002's TCP port")
-    ap.add_argument("--customer-port", type=int, required=True, help="customer's UDP port")
-    ap.add_argument("--checkpoints", action="store_true", help="pause at CHECKPOINT lines")
-    ap.add_argument("--pj-log-level", type=int, default=0, help="pjsua2 console log level")
+    common.init(DEADLINE_S)
+    ap = common.argument_parser(__doc__.split("\n")[0], "--udp-agent-port", "--tcp-agent-port")
     args = ap.parse_args()
-    host = args.server.rsplit(":", 1)[0]
 
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0  # events are handled in this thread by libHandleEvents
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.uaConfig.userAgent = "handover-interop pjsua2"
     wire = WireLog(args.pj_log_level)
-    cfg.logConfig.writer = wire
-    cfg.logConfig.level = max(4, args.pj_log_level)  # 4: SIP messages reach WireLog
-    cfg.logConfig.consoleLevel = max(4, args.pj_log_level)
-    cfg.logConfig.decor = cfg.logConfig.decor & ~pj.PJ_LOG_HAS_NEWLINE
-    cfg.medConfig.sndAutoCloseTime = -1  # keep the null device open, or media stops after 1 s
-    cfg.medConfig.noVad = True  # continuous RTP, so packet counts prove media flows
-    ep.libInit(cfg)
-
-    transports = {}
-    for name, kind, port in (
-        ("agent1001", pj.PJSIP_TRANSPORT_UDP, args.udp_agent_port),
-        ("agent1002", pj.PJSIP_TRANSPORT_TCP, args.tcp_agent_port),
-        ("customer", pj.PJSIP_TRANSPORT_UDP, args.customer_port),
-    ):
-        tcfg = pj.TransportConfig()
-        tcfg.port = port
-        tcfg.boundAddress = "127.0.0.1"
-        transports[name] = ep.transportCreate(kind, tcfg)
-    ep.libStart()
-    ep.audDevManager().setNullDev()
-
-    agent1 = make_account(
-        "agent1001",
-        f"sip:1001@{DOMAIN}",
-        transports["agent1001"],
-        registrar=f"sip:{args.server}",
-        user="1001",
-        password=AGENTS["1001"],
+    transports = common.start_endpoint(
+        wire, args.pj_log_level, args.udp_agent_port, args.tcp_agent_port, args.customer_port
     )
-    agent2 = make_account(
-        "agent1002",
-        f"sip:1002@{DOMAIN}",
-        transports["agent1002"],
-        registrar=f"sip:{args.server};transport=tcp",
-        user="1002",
-        password=AGENTS["1002"],
-    )
-    customer = make_account("customer", f"sip:customer@{host}", transports["customer"])
+    agent1, agent2, customer = common.create_accounts(Phone, args.server, transports)
 
-    for acc in (agent1, agent2):
-        ok = wait_for(lambda: acc.reg_codes and acc.reg_codes[-1] // 100 != 1)
-        check(
-            f"{acc.name} REGISTER with digest auth succeeds",
-            ok and acc.reg_codes[-1] == 200 and acc.getInfo().regIsActive,
-            f"codes {acc.reg_codes}",
-        )
+    common.check_registered((agent1, agent2))
     check_register_wire(wire, "1001", "UDP", args.udp_agent_port)
     check_register_wire(wire, "1002", "TCP", args.tcp_agent_port)
     # Let any Contact rewrite / re-registration settle before calling.
@@ -585,32 +363,12 @@ def main():
             pump(0.3)
             checkpoint(args.checkpoints, "idle")
     finally:
-        for acc in (agent1, agent2):
-            if not (acc.reg_codes and acc.reg_codes[-1] == 200 and acc.reg_expires):
-                continue  # never registered: nothing to undo (already reported)
-            codes_before = len(acc.reg_codes)
-            try:
-                acc.setRegistration(False)
-            except pj.Error as e:
-                check(f"{acc.name} unregister sent", False, e.info())
-                continue
-            check(
-                f"{acc.name} unregister (Expires 0) answered 200",
-                wait_for(lambda: len(acc.reg_codes) > codes_before, 5)
-                and acc.reg_codes[-1] == 200,
-                f"codes {acc.reg_codes[codes_before:]}",
-            )
-        ep.hangupAllCalls()
+        common.unregister((agent1, agent2))
+        common.ep.hangupAllCalls()
         pump(0.2)
-        for acc in (agent1, agent2, customer):
-            acc.shutdown()
-        ep.libDestroy()
+        common.shutdown((agent1, agent2, customer))
 
-    if failures:
-        log(f"FAILED {len(failures)} check(s): " + "; ".join(failures))
-        return 1
-    log("ALL CHECKS PASSED")
-    return 0
+    return common.exit_code()
 
 
 if __name__ == "__main__":

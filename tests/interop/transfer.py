@@ -26,39 +26,19 @@ With --checkpoints the script prints `CHECKPOINT <name>` at points where the dri
 the server, and waits (still handling SIP events) for a line on stdin before going on.
 """
 
-import argparse
 import gc
-import re
-import select
 import sys
 import time
 
 import pjsua2 as pj
 
-DOMAIN = "interop.local"
-AGENTS = {"1001": "pass1001", "1002": "pass1002"}
+import common
+from common import check, checkpoint, failures, log, pump, sdp_direction, wait_for
 
-WAIT_S = 8.0  # bound of any single wait
-CHECKPOINT_WAIT_S = 20.0
 DEADLINE_S = 150.0  # hard bound of all waits together (teardown adds ~2 s)
 ANSWER_DELAY_S = 0.3  # phones ring this long before answering (so a 180 is seen)
 
-failures = []
-started = time.monotonic()
-ep = None
 phones = []  # every account, serviced (delayed answers) while waiting
-
-
-def log(msg):
-    print(f"[{time.monotonic() - started:6.2f}s] {msg}", flush=True)
-
-
-def check(name, ok, detail=""):
-    status = "PASS" if ok else "FAIL"
-    log(f"{status}: {name}" + (f" ({detail})" if detail else ""))
-    if not ok:
-        failures.append(name)
-    return ok
 
 
 def service():
@@ -66,62 +46,8 @@ def service():
         acc.service()
 
 
-def pump(seconds):
-    """Handles SIP/media events for `seconds` (pjsua2 runs with no worker thread)."""
-    end = time.monotonic() + seconds
-    while True:
-        ep.libHandleEvents(10)
-        service()
-        if time.monotonic() >= end:
-            return
-
-
-def wait_for(cond, timeout=WAIT_S):
-    """Handles events until cond() is true or timeout; returns cond()."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if time.monotonic() - started > DEADLINE_S:
-            break
-        if cond():
-            return True
-        ep.libHandleEvents(10)
-        service()
-    return bool(cond())
-
-
-def checkpoint(enabled, name):
-    if not enabled:
-        return
-    print(f"CHECKPOINT {name}", flush=True)
-    end = time.monotonic() + CHECKPOINT_WAIT_S
-    while time.monotonic() < end:
-        ep.libHandleEvents(10)
-        service()
-        ready, _, _ = select.select([sys.stdin], [], [], 0)
-        if ready:
-            sys.stdin.readline()
-            return
-    check(f"driver answered checkpoint {name}", False, "no line on stdin")
-
-
-class WireLog(pj.LogWriter):
-    """Keeps pjsua2's log of every SIP message sent and received (log level 4), and echoes
-    entries up to `echo_level` to stdout."""
-
-    HEAD = re.compile(r"(RX|TX) \d+ bytes .*? (?:from|to) (UDP|TCP) ([0-9.]+:\d+):\s*\n")
-
-    def __init__(self, echo_level):
-        pj.LogWriter.__init__(self)
-        self.echo_level = echo_level
-        self.messages = []  # (direction, transport, peer, message text)
-
-    def write(self, entry):
-        if entry.level <= self.echo_level:
-            sys.stdout.write(entry.msg if entry.msg.endswith("\n") else entry.msg + "\n")
-        m = self.HEAD.search(entry.msg)
-        if m:
-            text = entry.msg[m.end():].split("\n--end msg--")[0]
-            self.messages.append((m.group(1), m.group(2), m.group(3), text))
+class WireLog(common.WireLog):
+    """`common.WireLog`, searchable by direction, first line and dialog, and printable."""
 
     def find(self, direction, first_line_prefix, call_id=None, since=0):
         """Message texts in `direction` whose first line starts with the prefix, optionally
@@ -163,23 +89,14 @@ def message_body(text):
     return parts[1].strip() if len(parts) == 2 else ""
 
 
-class Phone(pj.Account):
+class Phone(common.BasePhone):
     """An account that records registration results and answers incoming calls: 180 at once,
     then 200 after `answer_delay` seconds (or a final `reject_code` at once)."""
 
     def __init__(self, name):
-        pj.Account.__init__(self)
-        self.name = name
-        self.reg_codes = []
-        self.reg_expires = None
-        self.incoming = []
+        common.BasePhone.__init__(self, name)
         self.reject_code = None
         self.answer_delay = ANSWER_DELAY_S
-
-    def onRegState(self, prm):
-        self.reg_codes.append(prm.code)
-        self.reg_expires = prm.expiration
-        log(f"{self.name}: registration {prm.code} {prm.reason} expires={prm.expiration}")
 
     def onIncomingCall(self, prm):
         call = PhoneCall(self, f"{self.name}/in{len(self.incoming) + 1}", prm.callId)
@@ -219,7 +136,7 @@ class Phone(pj.Account):
                     log(f"{call.name}: answer 200 failed: {e.info()}")
 
 
-class PhoneCall(pj.Call):
+class PhoneCall(common.BaseCall):
     """A call that records its states, media, offers received, and transfer events."""
 
     def __init__(self, acc, name, call_id=pj.PJSUA_INVALID_ID):
@@ -253,23 +170,6 @@ class PhoneCall(pj.Call):
             self.disconnected_at = time.monotonic()
         log(f"{self.name}: state {info.stateText} (last {info.lastStatusCode} {info.lastReason})")
 
-    def onCallMediaState(self, prm):
-        info = self.getInfo()
-        for i, m in enumerate(info.media):
-            if m.type != pj.PJMEDIA_TYPE_AUDIO:
-                continue
-            log(f"{self.name}: media {i} status={m.status} dir={m.dir}")
-            if m.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
-                # Clock the stream through the (null) sound device so RTP is sent and received.
-                aud = self.getAudioMedia(i)
-                adm = ep.audDevManager()
-                adm.getCaptureDevMedia().startTransmit(aud)
-                aud.startTransmit(adm.getPlaybackDevMedia())
-
-    def onCallRxOffer(self, prm):
-        # Called for offers in re-INVITEs (not for the initial INVITE).
-        self.rx_offers.append(prm.offer.wholeSdp)
-
     def onCallTransferRequest(self, prm):
         # handover never REFERs a phone: record it and refuse to follow.
         self.xfer_requests.append(prm.dstUri)
@@ -297,39 +197,9 @@ class PhoneCall(pj.Call):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def state(self):
-        return self.states[-1] if self.states else None
-
     def xfer_final(self):
         finals = [s for s in self.xfer_status if s[2]]
         return finals[-1] if finals else None
-
-    def audio(self):
-        """(status, dir) of the first audio media, or (None, None)."""
-        try:
-            info = self.getInfo()  # keep it alive: info.media refers into it
-            for m in info.media:
-                if m.type == pj.PJMEDIA_TYPE_AUDIO:
-                    return m.status, m.dir
-        except pj.Error:
-            pass
-        return None, None
-
-    def audio_index(self):
-        info = self.getInfo()
-        for m in info.media:
-            if m.type == pj.PJMEDIA_TYPE_AUDIO:
-                return m.index
-        return None
-
-    def rx_packets(self):
-        try:
-            idx = self.audio_index()
-            if idx is None:
-                return 0
-            return self.getStreamStat(idx).rtcp.rxStat.pkt
-        except pj.Error:
-            return 0
 
     def rtp_addresses(self):
         """(local RTP address published, remote RTP address sent to), or (None, None)."""
@@ -343,44 +213,6 @@ class PhoneCall(pj.Call):
             )
         except pj.Error:
             return None, None
-
-
-def sdp_direction(sdp):
-    """The effective direction of the first audio m-line (media attribute, else session, else
-    sendrecv)."""
-    session_dir, media_dir, in_audio = None, None, False
-    for line in sdp.replace("\r\n", "\n").split("\n"):
-        if line.startswith("m="):
-            if in_audio:
-                break
-            in_audio = line.startswith("m=audio")
-            continue
-        if line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
-            if in_audio:
-                media_dir = line[2:]
-            elif media_dir is None and not in_audio:
-                session_dir = line[2:]
-    return media_dir or session_dir or "sendrecv"
-
-
-def make_account(name, id_uri, transport_id, registrar=None, user=None, password=None):
-    cfg = pj.AccountConfig()
-    cfg.idUri = id_uri
-    cfg.sipConfig.transportId = transport_id
-    if registrar:
-        cfg.regConfig.registrarUri = registrar
-        cfg.regConfig.timeoutSec = 300
-        cfg.regConfig.retryIntervalSec = 0  # no silent retries: a failure must show
-        cred = pj.AuthCredInfo("digest", DOMAIN, user, 0, password)
-        cfg.sipConfig.authCreds.append(cred)
-    else:
-        cfg.regConfig.registrarUri = ""
-        cfg.regConfig.registerOnAdd = False
-    cfg.mediaConfig.transportConfig.port = 0  # RTP on any free port
-    acc = Phone(name)
-    acc.create(cfg)
-    phones.append(acc)
-    return acc
 
 
 DISC = pj.PJSIP_INV_STATE_DISCONNECTED
@@ -871,14 +703,8 @@ def run_scenario(ctx, name):
 
 
 def main():
-    global ep
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--server", required=True, help="handover SIP address, HOST:PORT")
-    ap.add_argument("--agent-a-port", type=int, required=True, help="agent 1001's UDP port")
-    ap.add_argument("--agent-b-port", type=int, required=True, help="agent 1002's TCP port")
-    ap.add_argument("--customer-port", type=int, required=True, help="customer's UDP port")
-    ap.add_argument("--checkpoints", action="store_true", help="pause at CHECKPOINT lines")
-    ap.add_argument("--pj-log-level", type=int, default=0, help="pjsua2 console log level")
+    common.init(DEADLINE_S, service)
+    ap = common.argument_parser(__doc__.split("\n")[0], "--agent-a-port", "--agent-b-port")
     ap.add_argument(
         "--scenario",
         action="append",
@@ -886,62 +712,16 @@ def main():
         help=f"run these scenarios (repeatable; default: {' '.join(DEFAULT_SCENARIOS)})",
     )
     args = ap.parse_args()
-    host = args.server.rsplit(":", 1)[0]
 
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0  # events are handled in this thread by libHandleEvents
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.uaConfig.userAgent = "handover-interop pjsua2"
     wire = WireLog(args.pj_log_level)
-    cfg.logConfig.writer = wire
-    cfg.logConfig.level = max(4, args.pj_log_level)  # 4: SIP messages reach WireLog
-    cfg.logConfig.consoleLevel = max(4, args.pj_log_level)
-    cfg.logConfig.decor = cfg.logConfig.decor & ~pj.PJ_LOG_HAS_NEWLINE
-    cfg.medConfig.sndAutoCloseTime = -1  # keep the null device open, or media stops after 1 s
-    cfg.medConfig.noVad = True  # continuous RTP, so packet counts prove media flows
-    ep.libInit(cfg)
-
-    transports = {}
-    for name, kind, port in (
-        ("agent1001", pj.PJSIP_TRANSPORT_UDP, args.agent_a_port),
-        ("agent1002", pj.PJSIP_TRANSPORT_TCP, args.agent_b_port),
-        ("customer", pj.PJSIP_TRANSPORT_UDP, args.customer_port),
-    ):
-        tcfg = pj.TransportConfig()
-        tcfg.port = port
-        tcfg.boundAddress = "127.0.0.1"
-        transports[name] = ep.transportCreate(kind, tcfg)
-    ep.libStart()
-    ep.audDevManager().setNullDev()
-
-    agent_a = make_account(
-        "agent1001",
-        f"sip:1001@{DOMAIN}",
-        transports["agent1001"],
-        registrar=f"sip:{args.server}",
-        user="1001",
-        password=AGENTS["1001"],
+    transports = common.start_endpoint(
+        wire, args.pj_log_level, args.agent_a_port, args.agent_b_port, args.customer_port
     )
-    agent_b = make_account(
-        "agent1002",
-        f"sip:1002@{DOMAIN}",
-        transports["agent1002"],
-        registrar=f"sip:{args.server};transport=tcp",
-        user="1002",
-        password=AGENTS["1002"],
-    )
-    customer = make_account("customer", f"sip:customer@{host}", transports["customer"])
+    agent_a, agent_b, customer = common.create_accounts(Phone, args.server, transports)
+    phones.extend((agent_a, agent_b, customer))
     ctx = Ctx(args, wire, customer, agent_a, agent_b)
 
-    for acc in (agent_a, agent_b):
-        ok = wait_for(lambda: acc.reg_codes and acc.reg_codes[-1] // 100 != 1)
-        check(
-            f"{acc.name} REGISTER with digest auth succeeds",
-            ok and acc.reg_codes[-1] == 200 and acc.getInfo().regIsActive,
-            f"codes {acc.reg_codes}",
-        )
+    common.check_registered((agent_a, agent_b))
     pump(0.5)  # let any Contact rewrite / re-registration settle before calling
     checkpoint(args.checkpoints, "registered")
 
@@ -950,34 +730,13 @@ def main():
             for name in args.scenario or DEFAULT_SCENARIOS:
                 run_scenario(ctx, name)
     finally:
-        for acc in (agent_a, agent_b):
-            if not (acc.reg_codes and acc.reg_codes[-1] == 200 and acc.reg_expires):
-                continue  # never registered: nothing to undo (already reported)
-            codes_before = len(acc.reg_codes)
-            try:
-                acc.setRegistration(False)
-            except pj.Error as e:
-                check(f"{acc.name} unregister sent", False, e.info())
-                continue
-            check(
-                f"{acc.name} unregister (Expires 0) answered 200",
-                wait_for(lambda: len(acc.reg_codes) > codes_before, 5)
-                and acc.reg_codes[-1] == 200,
-                f"codes {acc.reg_codes[codes_before:]}",
-            )
-        ep.hangupAllCalls()
+        common.unregister((agent_a, agent_b))
+        common.ep.hangupAllCalls()
         pump(0.2)
         forget_calls()
-        for acc in (agent_a, agent_b, customer):
-            acc.shutdown()
-        ep.libDestroy()
+        common.shutdown((agent_a, agent_b, customer))
 
-    if failures:
-        log(f"FAILED {len(failures)} check(s): " + "; ".join(failures))
-        return 1
-    log("ALL CHECKS PASSED")
-    return 0
-
+    return common.exit_code()
 
 if __name__ == "__main__":
     sys.exit(main())

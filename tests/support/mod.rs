@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 pub mod checks;
+pub mod pjsua;
 pub mod ports;
 pub mod server;
 pub mod sipp;
