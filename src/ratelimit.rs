@@ -18,6 +18,29 @@ use std::time::{Duration, Instant};
 /// share the fate of an unlimited table: allowed).
 const MAX_KEYS: usize = 65_536;
 
+/// A full map is swept at most this often. Full of live keys (a flood from many addresses),
+/// it would otherwise be scanned whole for every new key: 65,536 entries per datagram.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When a full map may next be swept.
+#[derive(Debug, Default)]
+struct Sweeps {
+    next: Option<Instant>,
+    done: u64,
+}
+
+impl Sweeps {
+    /// Whether a sweep may run at `now`; if so, it is counted and the next one put off.
+    fn due(&mut self, now: Instant) -> bool {
+        if self.next.is_some_and(|next| now < next) {
+            return false;
+        }
+        self.next = Some(now + SWEEP_INTERVAL);
+        self.done += 1;
+        true
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
@@ -29,6 +52,7 @@ struct Bucket {
 pub struct SourceLimiter {
     rate: f64,
     buckets: HashMap<IpAddr, Bucket>,
+    sweeps: Sweeps,
 }
 
 impl SourceLimiter {
@@ -37,6 +61,7 @@ impl SourceLimiter {
         SourceLimiter {
             rate: f64::from(per_second),
             buckets: HashMap::new(),
+            sweeps: Sweeps::default(),
         }
     }
 
@@ -46,9 +71,12 @@ impl SourceLimiter {
             return true;
         }
         if self.buckets.len() >= MAX_KEYS && !self.buckets.contains_key(&ip) {
-            let rate = self.rate;
-            self.buckets
-                .retain(|_, b| now.saturating_duration_since(b.last).as_secs_f64() * rate < rate);
+            if self.sweeps.due(now) {
+                let rate = self.rate;
+                self.buckets.retain(|_, b| {
+                    now.saturating_duration_since(b.last).as_secs_f64() * rate < rate
+                });
+            }
             if self.buckets.len() >= MAX_KEYS {
                 return true;
             }
@@ -87,6 +115,7 @@ pub struct AuthBackoff<K: Hash + Eq> {
     threshold: u32,
     max: Duration,
     keys: HashMap<K, Failures>,
+    sweeps: Sweeps,
 }
 
 impl<K: Hash + Eq + Clone> AuthBackoff<K> {
@@ -97,6 +126,7 @@ impl<K: Hash + Eq + Clone> AuthBackoff<K> {
             threshold,
             max,
             keys: HashMap::new(),
+            sweeps: Sweeps::default(),
         }
     }
 
@@ -114,9 +144,11 @@ impl<K: Hash + Eq + Clone> AuthBackoff<K> {
             return;
         }
         if self.keys.len() >= MAX_KEYS && !self.keys.contains_key(&key) {
-            let max = self.max;
-            self.keys
-                .retain(|_, f| now.saturating_duration_since(f.last) < max);
+            if self.sweeps.due(now) {
+                let max = self.max;
+                self.keys
+                    .retain(|_, f| now.saturating_duration_since(f.last) < max);
+            }
             if self.keys.len() >= MAX_KEYS {
                 return;
             }
@@ -144,6 +176,49 @@ impl<K: Hash + Eq + Clone> AuthBackoff<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn a_full_source_map_is_swept_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let mut limiter = SourceLimiter::new(10);
+        for n in 0..MAX_KEYS as u32 {
+            assert!(limiter.allow(ip(n), t0));
+        }
+        assert_eq!(limiter.tracked(), MAX_KEYS);
+        // New sources while every tracked one is live: allowed untracked, one sweep only.
+        for n in 0..1_000u32 {
+            assert!(limiter.allow(ip(MAX_KEYS as u32 + n), t0 + Duration::from_millis(500)));
+        }
+        assert_eq!(limiter.sweeps.done, 1);
+        assert_eq!(limiter.tracked(), MAX_KEYS);
+        // A second on, the idle entries go at the next new source, which is then tracked.
+        let later = t0 + Duration::from_millis(1_600);
+        assert!(limiter.allow(IpAddr::from([192, 0, 2, 1]), later));
+        assert_eq!(limiter.sweeps.done, 2);
+        assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn a_full_backoff_map_is_swept_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let max = Duration::from_secs(60);
+        let mut backoff: AuthBackoff<u32> = AuthBackoff::new(3, max);
+        for n in 0..MAX_KEYS as u32 {
+            backoff.failed(n, t0);
+        }
+        for n in 0..1_000u32 {
+            backoff.failed(MAX_KEYS as u32 + n, t0 + Duration::from_secs(2));
+        }
+        assert_eq!(backoff.sweeps.done, 1);
+        assert_eq!(backoff.keys.len(), MAX_KEYS);
+        backoff.failed(u32::MAX, t0 + max + Duration::from_secs(1));
+        assert_eq!(backoff.sweeps.done, 2);
+        assert_eq!(backoff.keys.len(), 1);
+    }
 
     #[test]
     fn bucket_allows_the_rate_then_refuses_then_refills() {
