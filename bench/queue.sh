@@ -67,6 +67,7 @@ done
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+. "$HERE/lib.sh"
 SC="$HERE/scenarios"
 for tool in sipp python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found (sipp: Debian/Ubuntu package sip-tester)" >&2; exit 1; }
@@ -104,22 +105,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-udp_bound() { # port -> 0 when something is bound on 127.0.0.1:port/udp
-  local hex; hex=$(printf '%04X' "$1")
-  grep -qiE "^ *[0-9]+: (0100007F|00000000):$hex " /proc/net/udp
-}
-require_free() {
-  if udp_bound "$1"; then echo "udp 127.0.0.1:$1 ($2) is in use; pick other ports" >&2; exit 1; fi
-}
-wait_bound() { # port what
-  for _ in $(seq 150); do udp_bound "$1" && return 0; sleep 0.1; done
-  echo "$2 did not bind udp 127.0.0.1:$1" >&2; exit 1
-}
-cpu_ticks() { awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
-alive() {
-  kill -0 "$HPID" 2>/dev/null && return 0
-  echo "handover (pid $HPID) exited; last lines of its log:" >&2; tail -20 "$WORK/handover.log" >&2; exit 1
-}
 CLK=$(getconf CLK_TCK)
 
 require_free "$PORT" handover

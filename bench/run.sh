@@ -57,6 +57,7 @@ done
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+. "$HERE/lib.sh"
 SC="$HERE/scenarios"
 command -v sipp >/dev/null || { echo "sipp not found: install Debian/Ubuntu package sip-tester" >&2; exit 1; }
 
@@ -82,25 +83,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-udp_bound() { # port -> 0 when something is bound on 127.0.0.1:port/udp
-  local hex; hex=$(printf '%04X' "$1")
-  grep -qiE "^ *[0-9]+: (0100007F|00000000):$hex " /proc/net/udp
-}
-require_free() {
-  if udp_bound "$1"; then echo "udp 127.0.0.1:$1 ($2) is in use; pick another port" >&2; exit 1; fi
-}
-wait_bound() { # port what
-  for _ in $(seq 150); do udp_bound "$1" && return 0; sleep 0.1; done
-  echo "$2 did not bind udp 127.0.0.1:$1" >&2; exit 1
-}
-cpu_ticks() { # utime + stime of the process (all threads), fields 14 and 15 of /proc/pid/stat
-  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
-}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-alive() { # fail the run (with handover's log) when handover has exited
-  kill -0 "$HPID" 2>/dev/null && return 0
-  echo "handover (pid $HPID) exited; last lines of its log:" >&2; tail -20 "$WORK/handover.log" >&2; exit 1
-}
 stat_col() { # csv column -> value of the last row
   python3 - "$1" "$2" <<'PY'
 import sys

@@ -89,6 +89,7 @@ TOKEN=soak
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+. "$HERE/lib.sh"
 SC="$HERE/scenarios"
 command -v sipp >/dev/null || { echo "sipp not found: install Debian/Ubuntu package sip-tester" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
@@ -103,13 +104,6 @@ fi
 WORK="$(mktemp -d -t handover-soak-XXXXXX)"
 [ -n "$CSV" ] || CSV="${TMPDIR:-/tmp}/handover-soak-$(date +%Y%m%d-%H%M%S).csv"
 HPID="" CUACPID="" XUACPID="" UASPID="" APID="" BPID=""
-stop_pid() { # pid: TERM, wait up to 5 s, then KILL; only for processes this script started
-  [ -n "$1" ] || return 0
-  kill "$1" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 cleanup() {
   for p in $CUACPID $XUACPID $UASPID $APID $BPID $HPID; do stop_pid "$p"; done
   if [ "$KEEP" = 1 ]; then echo "# work directory kept: $WORK"; else rm -rf "$WORK"; fi
@@ -117,26 +111,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-udp_bound() { # port -> 0 when something is bound on 127.0.0.1:port/udp
-  local hex; hex=$(printf '%04X' "$1")
-  grep -qiE "^ *[0-9]+: (0100007F|00000000):$hex " /proc/net/udp
-}
-require_free() {
-  if udp_bound "$1"; then echo "udp 127.0.0.1:$1 ($2) is in use; pick another --port" >&2; exit 1; fi
-}
-wait_bound() { # port what
-  for _ in $(seq 150); do udp_bound "$1" && return 0; sleep 0.1; done
-  echo "$2 did not bind udp 127.0.0.1:$1" >&2; exit 1
-}
-alive() { # fail the run (with handover's log) when handover has exited
-  kill -0 "$HPID" 2>/dev/null && return 0
-  echo "handover (pid $HPID) exited; last lines of its log:" >&2; tail -20 "$WORK/handover.log" >&2; exit 1
-}
-wait_exit() { # pid seconds: wait for a SIPp to finish its -m calls, else stop it
-  [ -n "$1" ] || return 0
-  for _ in $(seq "$(($2 * 10))"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  stop_pid "$1"
-}
 now() { date +%s.%N; }
 
 require_free "$PORT" handover
@@ -289,8 +263,6 @@ sample() { # phase: one CSV row (echoed with a "# " prefix)
 }
 
 sipp_common=(-i 127.0.0.1 -bind_local -nostdin -t u1 -trace_err -trace_stat -fd 5)
-# SIPp binds an RTP socket per instance (-mp, default 6000): give each one its own
-mp() { echo $(( ($1 + $2) % 50000 + 10000 )); }
 CALLS=$((CALL_RATE * LOAD_S))
 XFERS=$((XFER_RATE * LOAD_S))
 XFER_MS=$((REFER_MS + RING_MS + TALK_MS))

@@ -69,6 +69,7 @@ done
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+. "$HERE/lib.sh"
 SC="$HERE/scenarios"
 command -v sipp >/dev/null || { echo "sipp not found: install Debian/Ubuntu package sip-tester" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
@@ -82,13 +83,6 @@ fi
 
 WORK="$(mktemp -d -t handover-xfer-bench-XXXXXX)"
 HPID="" UACPID="" APID="" BPID=""
-stop_pid() { # pid: TERM, wait up to 5 s, then KILL; only for processes this script started
-  [ -n "$1" ] || return 0
-  kill "$1" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 cleanup() {
   for p in $UACPID $APID $BPID $HPID; do stop_pid "$p"; done
   if [ "$KEEP" = 1 ]; then echo "# work directory kept: $WORK"; else rm -rf "$WORK"; fi
@@ -96,28 +90,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-udp_bound() { # port -> 0 when something is bound on 127.0.0.1:port/udp
-  local hex; hex=$(printf '%04X' "$1")
-  grep -qiE "^ *[0-9]+: (0100007F|00000000):$hex " /proc/net/udp
-}
-require_free() {
-  if udp_bound "$1"; then echo "udp 127.0.0.1:$1 ($2) is in use; pick another port" >&2; exit 1; fi
-}
-wait_bound() { # port what
-  for _ in $(seq 150); do udp_bound "$1" && return 0; sleep 0.1; done
-  echo "$2 did not bind udp 127.0.0.1:$1" >&2; exit 1
-}
-cpu_ticks() { # utime + stime of the process (all threads), fields 14 and 15 of /proc/pid/stat
-  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
-}
-alive() { # fail the run (with handover's log) when handover has exited
-  kill -0 "$HPID" 2>/dev/null && return 0
-  echo "handover (pid $HPID) exited; last lines of its log:" >&2; tail -20 "$WORK/handover.log" >&2; exit 1
-}
-wait_exit() { # pid seconds: wait for a SIPp UAS to finish its -m calls, else stop it
-  for _ in $(seq "$(($2 * 10))"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  stop_pid "$1"
-}
 sample_sipp() { # role=pid...: remember each SIPp's latest utime+stime (ticks) in $WORK/sipp_cpu.<role>
   local rp
   for rp in "$@"; do
@@ -207,9 +179,6 @@ echo "# handover pid $HPID on udp 127.0.0.1:$PORT; A (2001) on $AGENT_PORT, B (2
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg), $NCPU CPUs"
 
 sipp_common=(-i 127.0.0.1 -bind_local -nostdin -t u1 -trace_err -trace_stat -fd 1)
-# SIPp binds an RTP socket per instance (-mp, default 6000): give each one its own, away from
-# other SIPp runs on the machine
-mp() { echo $(( ($1 + $2) % 50000 + 10000 )); }
 HOLD_MS=$((REFER_MS + RING_MS + TALK_MS)) # one transfer's length, without signalling time
 CALLS=$((RATE * DURATION))
 LIMIT=$((RATE * (HOLD_MS / 1000 + 4) * 3 + 100))
