@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::call::registry::{key_from_branch, key_from_tag, DeliverError};
+use crate::call::registry::{key_from_branch, key_from_tag, DeliverError, Undelivered};
 use crate::call::{spawn_call, CallEvent, CallTarget, Caller};
 use crate::cc::agents::AgentEvent;
 use crate::config::Target;
@@ -153,20 +153,22 @@ impl Dispatcher {
                 return;
             }
         }
-        let call = msg
-            .branch()
-            .and_then(key_from_branch)
-            .and_then(|k| self.ep.calls.get(k));
-        match call {
-            Some(handle) => {
-                let _ = handle.deliver(CallEvent::Response(Box::new(msg)));
-            }
-            None => {
-                self.ep
-                    .counters
-                    .stray_responses
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        let delivered = match msg.branch().and_then(key_from_branch) {
+            Some(key) => match self
+                .ep
+                .calls
+                .deliver(key, CallEvent::Response(Box::new(msg)))
+            {
+                Err(Undelivered::NoCall(_)) => false,
+                Ok(()) | Err(Undelivered::Refused(..)) => true,
+            },
+            None => false,
+        };
+        if !delivered {
+            self.ep
+                .counters
+                .stray_responses
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -193,17 +195,23 @@ impl Dispatcher {
         };
         // In-dialog (or at least addressed to one of our tags): the call decides.
         if let Some(tag) = req.msg.to_tag() {
-            let call = key_from_tag(tag).and_then(|k| self.ep.calls.get(k));
-            match call {
-                Some(handle) => self.deliver(handle, req),
-                None if method == Method::Ack => {
-                    self.absorb_retransmission(&req);
-                }
-                None => {
-                    if !self.absorb_retransmission(&req) {
-                        self.answer_local(req, 481, "Call/Transaction Does Not Exist", |_| {});
-                    }
-                }
+            let req = match key_from_tag(tag) {
+                Some(key) => match self
+                    .ep
+                    .calls
+                    .deliver(key, CallEvent::Request(Box::new(req)))
+                {
+                    Ok(()) => return,
+                    Err(Undelivered::Refused(error, event)) => return self.refused(error, event),
+                    Err(Undelivered::NoCall(CallEvent::Request(req))) => *req,
+                    Err(Undelivered::NoCall(_)) => return,
+                },
+                None => req,
+            };
+            if method == Method::Ack {
+                self.absorb_retransmission(&req);
+            } else if !self.absorb_retransmission(&req) {
+                self.answer_local(req, 481, "Call/Transaction Does Not Exist", |_| {});
             }
             return;
         }
@@ -306,10 +314,15 @@ impl Dispatcher {
     }
 
     fn deliver(&self, handle: crate::call::CallHandle, req: IncomingRequest) {
-        let (error, req) = match handle.deliver_or_return(CallEvent::Request(Box::new(req))) {
-            Ok(()) => return,
-            Err((error, CallEvent::Request(req))) => (error, req),
-            Err(_) => return,
+        if let Err((error, event)) = handle.deliver_or_return(CallEvent::Request(Box::new(req))) {
+            self.refused(error, event);
+        }
+    }
+
+    /// Answers a request a call could not take (an ACK is dropped).
+    fn refused(&self, error: DeliverError, event: CallEvent) {
+        let CallEvent::Request(req) = event else {
+            return;
         };
         if req.msg.method() == Some(&Method::Ack) {
             return; // an ACK is never answered

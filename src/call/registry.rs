@@ -8,7 +8,8 @@
 //! across an await, and never on behalf of more than one call.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -22,8 +23,51 @@ pub type CallKey = u64;
 const SHARDS: usize = 16;
 const MAGIC_COOKIE: &str = "z9hG4bK";
 
-/// (Call-ID, From tag) of a peer's initial INVITE → the call it started.
-type InitialMap = HashMap<(Box<str>, Box<str>), CallKey>;
+/// Hashes a key that is already well distributed (a [`CallKey`], or a keyed hash computed by
+/// the registry) with one multiply-fold instead of SipHash.
+///
+/// Safe against hash flooding: only handover chooses the keys inserted (call keys are a
+/// counter; initial-INVITE keys are SipHash with a per-process random key); a peer chooses
+/// only keys that are looked up.
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        let product = u128::from(self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+        (product as u64) ^ ((product >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type FoldMap<V> = HashMap<u64, V, BuildHasherDefault<FoldHasher>>;
+
+/// One peer's initial INVITE, (Call-ID, From tag), and the call it started.
+struct InitialEntry {
+    /// Call-ID followed by the From tag; `split` is where the tag starts.
+    ids: Box<str>,
+    split: usize,
+    key: CallKey,
+}
+
+impl InitialEntry {
+    fn is(&self, call_id: &str, from_tag: &str) -> bool {
+        self.ids.get(..self.split) == Some(call_id) && self.ids.get(self.split..) == Some(from_tag)
+    }
+}
+
+/// Keyed hash of (Call-ID, From tag) → the initial INVITEs with that hash (almost always one),
+/// so a lookup borrows the peer's strings instead of allocating a key.
+type InitialMap = FoldMap<Vec<InitialEntry>>;
 
 /// A cloneable handle to a call actor: the actor's bounded inbox.
 #[derive(Clone, Debug)]
@@ -61,11 +105,20 @@ impl CallHandle {
     }
 }
 
+/// An event [`CallRegistry::deliver`] hands back.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// No call has that key (never had, or it ended and was removed).
+    NoCall(CallEvent),
+    /// The call exists but its inbox is full or closing.
+    Refused(DeliverError, CallEvent),
+}
+
 /// Sharded maps from keys and peer dialog identifiers to call handles.
 pub struct CallRegistry {
     next_key: AtomicU64,
     hasher: RandomState,
-    calls: Vec<Mutex<HashMap<CallKey, CallHandle>>>,
+    calls: Vec<Mutex<FoldMap<CallHandle>>>,
     initial: Vec<Mutex<InitialMap>>,
 }
 
@@ -74,8 +127,12 @@ impl Default for CallRegistry {
         CallRegistry {
             next_key: AtomicU64::new(1),
             hasher: RandomState::new(),
-            calls: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            initial: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            calls: (0..SHARDS)
+                .map(|_| Mutex::new(FoldMap::default()))
+                .collect(),
+            initial: (0..SHARDS)
+                .map(|_| Mutex::new(FoldMap::default()))
+                .collect(),
         }
     }
 }
@@ -95,11 +152,13 @@ impl CallRegistry {
         (key as usize) % SHARDS
     }
 
-    fn initial_shard(&self, call_id: &str, from_tag: &str) -> usize {
+    /// The keyed hash of an initial INVITE's identifiers and the shard it lives in.
+    fn initial_slot(&self, call_id: &str, from_tag: &str) -> (u64, usize) {
         let mut h = self.hasher.build_hasher();
         call_id.hash(&mut h);
         from_tag.hash(&mut h);
-        (h.finish() as usize) % SHARDS
+        let hash = h.finish();
+        (hash, (hash as usize) % SHARDS)
     }
 
     pub fn insert(&self, handle: CallHandle) {
@@ -136,6 +195,21 @@ impl CallRegistry {
             .and_then(|s| lock(s).get(&key).cloned())
     }
 
+    /// Hands `event` to call `key` without cloning its handle (the shard is locked only for
+    /// the non-blocking `try_send`). The event comes back if there is no such call or the
+    /// call refused it.
+    pub fn deliver(&self, key: CallKey, event: CallEvent) -> Result<(), Undelivered> {
+        let Some(shard) = self.calls.get(Self::shard_of(key)) else {
+            return Err(Undelivered::NoCall(event));
+        };
+        match lock(shard).get(&key) {
+            Some(handle) => handle
+                .deliver_or_return(event)
+                .map_err(|(error, event)| Undelivered::Refused(error, event)),
+            None => Err(Undelivered::NoCall(event)),
+        }
+    }
+
     /// Remembers that the peer's INVITE (Call-ID, From tag) belongs to call `key`.
     /// Returns the existing owner instead if the pair is already taken.
     pub fn claim_initial(
@@ -144,32 +218,57 @@ impl CallRegistry {
         from_tag: &str,
         key: CallKey,
     ) -> Result<(), CallKey> {
-        let shard = self.initial_shard(call_id, from_tag);
+        let (hash, shard) = self.initial_slot(call_id, from_tag);
         let Some(shard) = self.initial.get(shard) else {
             return Ok(());
         };
         let mut map = lock(shard);
-        if let Some(existing) = map.get(&(Box::from(call_id), Box::from(from_tag))) {
-            return Err(*existing);
+        let entries = map.entry(hash).or_default();
+        if let Some(existing) = entries.iter().find(|e| e.is(call_id, from_tag)) {
+            return Err(existing.key);
         }
-        map.insert((call_id.into(), from_tag.into()), key);
+        let mut ids = String::with_capacity(call_id.len() + from_tag.len());
+        ids.push_str(call_id);
+        ids.push_str(from_tag);
+        entries.push(InitialEntry {
+            ids: ids.into_boxed_str(),
+            split: call_id.len(),
+            key,
+        });
         Ok(())
     }
 
     pub fn find_initial(&self, call_id: &str, from_tag: &str) -> Option<CallHandle> {
-        let shard = self.initial_shard(call_id, from_tag);
+        let (hash, shard) = self.initial_slot(call_id, from_tag);
         let key = {
             let map = lock(self.initial.get(shard)?);
-            *map.get(&(Box::from(call_id), Box::from(from_tag)))?
+            map.get(&hash)?
+                .iter()
+                .find(|e| e.is(call_id, from_tag))?
+                .key
         };
         self.get(key)
     }
 
     pub fn release_initial(&self, call_id: &str, from_tag: &str) {
-        let shard = self.initial_shard(call_id, from_tag);
+        let (hash, shard) = self.initial_slot(call_id, from_tag);
         if let Some(shard) = self.initial.get(shard) {
-            lock(shard).remove(&(Box::from(call_id), Box::from(from_tag)));
+            let mut map = lock(shard);
+            if let Some(entries) = map.get_mut(&hash) {
+                entries.retain(|e| !e.is(call_id, from_tag));
+                if entries.is_empty() {
+                    map.remove(&hash);
+                }
+            }
         }
+    }
+
+    /// Number of initial INVITEs remembered (0 once every call has ended).
+    pub fn initial_len(&self) -> usize {
+        self.initial
+            .iter()
+            .map(|s| lock(s).values().map(Vec::len).sum::<usize>())
+            .sum()
     }
 
     /// Number of live calls.
@@ -191,17 +290,23 @@ impl CallRegistry {
 
 /// A tag that names its call: `<key hex>x<random hex>`.
 pub fn tag_for(key: CallKey) -> String {
-    format!("{key:x}x{:08x}", fastrand::u32(..))
+    let mut tag = String::with_capacity(16 + 1 + 8);
+    let _ = write!(tag, "{key:x}x{:08x}", fastrand::u32(..));
+    tag
 }
 
 /// A branch that names its call: `z9hG4bK<key hex>x<random hex>`.
 pub fn branch_for(key: CallKey) -> String {
-    format!("{MAGIC_COOKIE}{key:x}x{:016x}", fastrand::u64(..))
+    let mut branch = String::with_capacity(MAGIC_COOKIE.len() + 16 + 1 + 16);
+    let _ = write!(branch, "{MAGIC_COOKIE}{key:x}x{:016x}", fastrand::u64(..));
+    branch
 }
 
 /// A Call-ID for a dialog handover starts (agent and target legs).
 pub fn call_id_for(key: CallKey, host: &str) -> String {
-    format!("{key:x}x{:016x}@{host}", fastrand::u64(..))
+    let mut call_id = String::with_capacity(16 + 1 + 16 + 1 + host.len());
+    let _ = write!(call_id, "{key:x}x{:016x}@{host}", fastrand::u64(..));
+    call_id
 }
 
 /// The call key embedded in one of our tags, if `tag` is ours.
@@ -251,7 +356,71 @@ mod tests {
         assert_eq!(reg.find_initial("c1", "f1").map(|h| h.key), Some(key));
         reg.release_initial("c1", "f1");
         assert!(reg.find_initial("c1", "f1").is_none());
+        assert_eq!(reg.initial_len(), 0);
         reg.remove(key);
         assert!(reg.is_empty());
+    }
+
+    #[tokio::test]
+    async fn initial_invites_are_told_apart_by_both_identifiers() {
+        let reg = CallRegistry::default();
+        let mut inboxes = Vec::new();
+        // Same concatenation, different split: two different dialogs.
+        for (call_id, from_tag) in [("ab", "c"), ("a", "bc"), ("abc", "")] {
+            let (tx, rx) = mpsc::channel(4);
+            inboxes.push(rx);
+            let key = reg.next_key();
+            reg.insert(CallHandle::new(key, tx));
+            assert_eq!(reg.claim_initial(call_id, from_tag, key), Ok(()));
+        }
+        assert_eq!(reg.initial_len(), 3);
+        assert_eq!(reg.find_initial("ab", "c").map(|h| h.key), Some(1));
+        assert_eq!(reg.find_initial("a", "bc").map(|h| h.key), Some(2));
+        assert_eq!(reg.find_initial("abc", "").map(|h| h.key), Some(3));
+        assert!(reg.find_initial("a", "b").is_none());
+        reg.release_initial("a", "bc");
+        assert!(reg.find_initial("a", "bc").is_none());
+        assert_eq!(reg.find_initial("ab", "c").map(|h| h.key), Some(1));
+        reg.release_initial("ab", "c");
+        reg.release_initial("abc", "");
+        assert_eq!(reg.initial_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn deliver_tells_a_missing_call_from_a_refusing_one() {
+        let reg = CallRegistry::default();
+        let (tx, rx) = mpsc::channel(1);
+        let key = reg.next_key();
+        reg.insert(CallHandle::new(key, tx));
+        assert!(reg.deliver(key, CallEvent::QueueExpired).is_ok());
+        // The inbox holds one event: the next is refused as busy, and handed back.
+        assert!(matches!(
+            reg.deliver(key, CallEvent::QueueExpired),
+            Err(Undelivered::Refused(
+                DeliverError::Busy,
+                CallEvent::QueueExpired
+            ))
+        ));
+        drop(rx);
+        assert!(matches!(
+            reg.deliver(key, CallEvent::QueueExpired),
+            Err(Undelivered::Refused(
+                DeliverError::Gone,
+                CallEvent::QueueExpired
+            ))
+        ));
+        reg.remove(key);
+        assert!(matches!(
+            reg.deliver(key, CallEvent::QueueExpired),
+            Err(Undelivered::NoCall(CallEvent::QueueExpired))
+        ));
+        // Many sequential keys spread over the shards and stay retrievable.
+        let (tx, _rx) = mpsc::channel(1);
+        for _ in 0..10_000 {
+            let key = reg.next_key();
+            reg.insert(CallHandle::new(key, tx.clone()));
+        }
+        assert_eq!(reg.len(), 10_000);
+        assert!(reg.handles().iter().all(|h| reg.get(h.key).is_some()));
     }
 }
