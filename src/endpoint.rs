@@ -171,6 +171,28 @@ impl Endpoint {
         }
     }
 
+    /// Sends `messages` in order without waiting (consecutive UDP datagrams in one system
+    /// call); returns the destinations a send failed for, each once.
+    pub fn send_all(&self, messages: Vec<(Destination, Bytes)>) -> Vec<Destination> {
+        let mut failed: Vec<Destination> = Vec::new();
+        let Some(t) = self.transport.get() else {
+            tracing::warn!("send before the transport was bound");
+            for (dest, _) in messages {
+                if !failed.contains(&dest) {
+                    failed.push(dest);
+                }
+            }
+            return failed;
+        };
+        t.send_all(messages, &mut |dest, error| {
+            tracing::debug!(to = %dest.addr, ?error, "send failed");
+            if !failed.contains(dest) {
+                failed.push(*dest);
+            }
+        });
+        failed
+    }
+
     /// The address handover puts in Via and Contact for messages to `dest`.
     pub fn local_addr_for(&self, dest: &Destination) -> SocketAddr {
         let v6 = dest.addr.is_ipv6();

@@ -233,12 +233,7 @@ fn flush(ep: &Endpoint, call: &mut Call) {
         if outbox.is_empty() {
             return;
         }
-        let mut failed = Vec::new();
-        for (dest, bytes) in outbox {
-            if !ep.send(&dest, bytes) && !failed.contains(&dest) {
-                failed.push(dest);
-            }
-        }
+        let failed = ep.send_all(outbox);
         if failed.is_empty() {
             return;
         }

@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use super::error::ParseError;
 use super::header::{HeaderEntry, HeaderName};
@@ -44,6 +45,9 @@ enum StartLine {
 #[derive(Clone, Debug)]
 pub struct SipMessage {
     raw: Bytes,
+    /// The start line and header section of `raw` (the same bytes, validated as UTF-8 once,
+    /// so every header access borrows a `&str` without checking again).
+    head: ByteString,
     start: StartLine,
     headers: Vec<HeaderEntry>,
     body: (usize, usize),
@@ -226,10 +230,11 @@ impl SipMessage {
             }
             pos = nx;
         };
-        let head = buf.get(..body_start).ok_or(ParseError::Unterminated)?;
-        if std::str::from_utf8(head).is_err() {
-            return Err(ParseError::NotUtf8);
+        if body_start > buf.len() {
+            return Err(ParseError::Unterminated);
         }
+        let head =
+            ByteString::try_from(raw.slice(..body_start)).map_err(|_| ParseError::NotUtf8)?;
 
         let mut via = None;
         let mut from = None;
@@ -295,7 +300,7 @@ impl SipMessage {
                 e.name,
                 HeaderName::From | HeaderName::To | HeaderName::Contact
             ) {
-                check_bracketed_uri_headers(head, e)?;
+                check_bracketed_uri_headers(head.as_bytes(), e)?;
             }
         }
         let branch = branch_range(buf, &via).ok_or(ParseError::BadHeader(HeaderName::Via))?;
@@ -316,6 +321,7 @@ impl SipMessage {
             to_tag,
             branch,
             raw,
+            head,
         })
     }
 
@@ -593,11 +599,8 @@ impl SipMessage {
     // ---- helpers ----
 
     fn text(&self, (s, e): (usize, usize)) -> &str {
-        // The header section was validated as UTF-8 and ranges sit on ASCII delimiters.
-        self.raw
-            .get(s..e)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        // Ranges lie in the header section and sit on ASCII delimiters.
+        self.head.get(s..e).unwrap_or("")
     }
 
     fn value(&self, e: &HeaderEntry) -> Cow<'_, str> {

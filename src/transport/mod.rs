@@ -415,8 +415,50 @@ impl Transport {
             return Err(SendError::Shutdown);
         }
         match dest.protocol {
-            Protocol::Udp => udp::send(&self.inner, dest.addr, data),
+            Protocol::Udp => udp::send(&self.inner, dest.addr, &data),
             Protocol::Tcp => self.send_tcp(dest, data),
+        }
+    }
+
+    /// Sends `messages` in order, like [`Self::send`] each; a run of consecutive UDP
+    /// datagrams leaving by the same socket goes out in one system call. Calls `failed` for
+    /// each message that could not be sent.
+    pub fn send_all(
+        &self,
+        messages: Vec<(Destination, Bytes)>,
+        failed: &mut dyn FnMut(&Destination, SendError),
+    ) {
+        let mut rest = messages.as_slice();
+        while let Some(((dest, data), after)) = rest.split_first() {
+            let udp_run = (dest.protocol == Protocol::Udp && !self.inner.is_shutdown())
+                .then(|| udp::endpoint_for(&self.inner, dest.addr).ok())
+                .flatten()
+                .map(|endpoint| {
+                    let same_socket = |(d, _): &(Destination, Bytes)| {
+                        d.protocol == Protocol::Udp
+                            && udp::endpoint_for(&self.inner, d.addr)
+                                .is_ok_and(|e| std::ptr::eq(e, endpoint))
+                    };
+                    let len = 1 + after.iter().take_while(|m| same_socket(m)).count();
+                    (endpoint, len)
+                })
+                .filter(|&(_, len)| len > 1);
+            let Some((endpoint, len)) = udp_run else {
+                if let Err(error) = self.send(dest, data.clone()) {
+                    failed(dest, error);
+                }
+                rest = after;
+                continue;
+            };
+            let (run, after_run) = rest.split_at(len.min(rest.len()));
+            let datagrams: Vec<(SocketAddr, &Bytes)> =
+                run.iter().map(|(d, data)| (d.addr, data)).collect();
+            udp::send_run(&self.inner, endpoint, &datagrams, &mut |index, error| {
+                if let Some((dest, _)) = run.get(index) {
+                    failed(dest, error);
+                }
+            });
+            rest = after_run;
         }
     }
 

@@ -221,6 +221,73 @@ async fn udp_round_trip_both_ways() {
 }
 
 #[tokio::test]
+async fn send_all_sends_every_message_in_order_and_reports_failures() {
+    let h = Harness::start(&["udp:127.0.0.1:0", "tcp:127.0.0.1:0"], Limits::default()).await;
+    let server = h.addr(Protocol::Udp, false);
+    let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let carol = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let udp = |peer: &UdpSocket| Destination {
+        protocol: Protocol::Udp,
+        addr: peer.local_addr().unwrap(),
+        connection: None,
+    };
+    let nowhere = Destination {
+        protocol: Protocol::Udp,
+        addr: "[::1]:5060".parse().unwrap(),
+        connection: None,
+    };
+    let msg = |text: &'static str| Bytes::from_static(text.as_bytes());
+    // Two runs of UDP datagrams (sent in one system call each), split by a TCP message and
+    // by a datagram no socket can send.
+    let messages = vec![
+        (udp(&alice), msg("a1")),
+        (udp(&bob), msg("b1")),
+        (udp(&alice), msg("a2")),
+        (tcp_dest(carol.local_addr().unwrap(), None), msg(OPTIONS)),
+        (nowhere, msg("lost")),
+        (udp(&bob), msg("b2")),
+        (udp(&bob), msg("b3")),
+    ];
+    let mut failed = Vec::new();
+    h.transport.send_all(messages, &mut |dest, error| {
+        failed.push((*dest, error));
+    });
+    assert!(
+        matches!(failed.as_slice(), [(d, SendError::NoSocket { .. })] if *d == nowhere),
+        "{failed:?}"
+    );
+    let mut buf = [0u8; 64];
+    for (peer, expected) in [
+        (&alice, ["a1", "a2"].as_slice()),
+        (&bob, &["b1", "b2", "b3"]),
+    ] {
+        for text in expected {
+            let (n, from) = timeout(WAIT, peer.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), *text);
+            assert_eq!(from, server);
+        }
+    }
+    let (mut stream, _) = timeout(WAIT, carol.accept()).await.unwrap().unwrap();
+    assert_eq!(read_n(&mut stream, OPTIONS.len()).await, OPTIONS.as_bytes());
+
+    // After shutdown nothing is sent and every message is reported.
+    h.shutdown.send(true).unwrap();
+    let mut after = 0;
+    h.transport.send_all(
+        vec![(udp(&alice), msg("x")), (udp(&bob), msg("y"))],
+        &mut |_, e| {
+            assert!(matches!(e, SendError::Shutdown));
+            after += 1;
+        },
+    );
+    assert_eq!(after, 2);
+}
+
+#[tokio::test]
 async fn udp_oversized_datagram_is_too_large_with_head() {
     let limits = Limits {
         max_message_bytes: 200,

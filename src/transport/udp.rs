@@ -6,7 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::IoSlice;
+use std::os::fd::AsRawFd;
+
 use bytes::Bytes;
+use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, trace, warn};
 
@@ -131,11 +135,11 @@ fn enlarge_buffers(socket: &UdpSocket, local: SocketAddr) {
     }
 }
 
-/// Sends one datagram from a socket of the destination's family (preferring one whose
-/// loopback-ness matches, so a 127.0.0.1 socket is not used for a routable peer).
-pub(super) fn send(inner: &Inner, remote: SocketAddr, data: Bytes) -> Result<(), SendError> {
+/// The socket a datagram to `remote` leaves by: one of the destination's family, preferring
+/// one whose loopback-ness matches (so a 127.0.0.1 socket is not used for a routable peer).
+pub(super) fn endpoint_for(inner: &Inner, remote: SocketAddr) -> Result<&UdpEndpoint, SendError> {
     let same_family = |e: &&UdpEndpoint| e.local.is_ipv6() == remote.is_ipv6();
-    let endpoint = inner
+    inner
         .udp
         .iter()
         .filter(same_family)
@@ -144,8 +148,63 @@ pub(super) fn send(inner: &Inner, remote: SocketAddr, data: Bytes) -> Result<(),
         .ok_or(SendError::NoSocket {
             protocol: Protocol::Udp,
             family: if remote.is_ipv6() { "IPv6" } else { "IPv4" },
-        })?;
-    match endpoint.socket.try_send_to(&data, remote) {
+        })
+}
+
+/// Sends one datagram (see [`endpoint_for`]).
+pub(super) fn send(inner: &Inner, remote: SocketAddr, data: &[u8]) -> Result<(), SendError> {
+    send_on(inner, endpoint_for(inner, remote)?, remote, data)
+}
+
+/// Sends `run` — datagrams that all leave by `endpoint` — in one `sendmmsg` system call,
+/// in order. Calls `failed` for each one that could not be sent.
+///
+/// One call instead of one per datagram saves the system call overhead, and the scheduler
+/// switches to a peer woken by the first datagram at most once, after the whole run. A call
+/// actor sends two or three messages per event (a response to one leg and a request to the
+/// other), so this halves handover's send calls.
+pub(super) fn send_run(
+    inner: &Inner,
+    endpoint: &UdpEndpoint,
+    run: &[(SocketAddr, &Bytes)],
+    failed: &mut dyn FnMut(usize, SendError),
+) {
+    let slices: Vec<[IoSlice<'_>; 1]> = run.iter().map(|(_, data)| [IoSlice::new(data)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = run
+        .iter()
+        .map(|(remote, _)| Some(SockaddrStorage::from(*remote)))
+        .collect();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(run.len(), None);
+    let no_control: [ControlMessage<'_>; 0] = [];
+    let sent = match sendmmsg(
+        endpoint.socket.as_raw_fd(),
+        &mut headers,
+        &slices,
+        &addrs,
+        no_control,
+        MsgFlags::empty(),
+    ) {
+        Ok(results) => results.count(),
+        // The first datagram failed: the loop below sends each on its own, so each gets
+        // the outcome (and the log line) a single send would.
+        Err(_) => 0,
+    };
+    for (index, (remote, data)) in run.iter().enumerate() {
+        if index < sent {
+            trace!(local = %endpoint.local, %remote, len = data.len(), "UDP datagram sent");
+        } else if let Err(error) = send_on(inner, endpoint, *remote, data) {
+            failed(index, error);
+        }
+    }
+}
+
+fn send_on(
+    inner: &Inner,
+    endpoint: &UdpEndpoint,
+    remote: SocketAddr,
+    data: &[u8],
+) -> Result<(), SendError> {
+    match endpoint.socket.try_send_to(data, remote) {
         Ok(_) => {
             trace!(local = %endpoint.local, %remote, len = data.len(), "UDP datagram sent");
             Ok(())
