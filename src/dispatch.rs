@@ -560,17 +560,10 @@ impl Dispatcher {
         }
         // A phone that does not register is known by its static contact's address.
         let config = self.ep.config();
-        let static_agent = config.agents.iter().find(|a| {
-            a.contact
-                .as_deref()
-                .and_then(|c| crate::sip::Uri::parse(c).ok())
-                .and_then(|u| crate::incoming::uri_destination(&u))
-                .is_some_and(|d| d.addr == req.source.remote)
-        });
-        if let Some(a) = static_agent {
+        if let Some(a) = config.agent_at_static_contact(req.source.remote) {
             return Some(Caller::Agent { id: a.id.clone() });
         }
-        if let Some(trunk) = self.ep.config().trunk_for_source(req.source.remote.ip()) {
+        if let Some(trunk) = config.trunk_for_source(req.source.remote.ip()) {
             return Some(Caller::Customer {
                 trunk: trunk.name.clone(),
             });
@@ -580,7 +573,7 @@ impl Dispatcher {
             .from()
             .map(|f| f.uri.user_str().to_owned())
             .unwrap_or_default();
-        if self.ep.config().agent(&from_user).is_some() {
+        if config.agent(&from_user).is_some() {
             let auth = self
                 .ep
                 .location()

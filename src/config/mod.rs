@@ -90,6 +90,10 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub cdr: CdrConfig,
     pub limits: LimitsConfig,
+    /// Derived: the address of each agent's static contact (an IP literal) → the agent's
+    /// index in `agents` (the first one, if two share an address). Looked up for every
+    /// INVITE, so it is built once per config instead of parsing every contact per call.
+    pub static_contacts: std::collections::HashMap<SocketAddr, usize>,
 }
 
 /// `[sip]`: sockets, domain/realm, RFC 3261 timers and resource bounds.
@@ -516,6 +520,14 @@ impl Config {
     /// The trunk external numbers are dialled through: the first with `outbound`.
     pub fn outbound_trunk(&self) -> Option<&Trunk> {
         self.trunks.iter().find(|t| t.outbound.is_some())
+    }
+
+    /// The agent whose static contact is at `addr` (a phone that does not register is known
+    /// by its address).
+    pub fn agent_at_static_contact(&self, addr: SocketAddr) -> Option<&Agent> {
+        self.static_contacts
+            .get(&addr)
+            .and_then(|&index| self.agents.get(index))
     }
 
     pub fn agent(&self, id: &str) -> Option<&Agent> {

@@ -230,6 +230,33 @@ fn agent_checks() {
 }
 
 #[test]
+fn agents_are_found_by_their_static_contact_address() {
+    let agent = |id: &str, contact: &str| {
+        format!("[[agents]]\nid = \"{id}\"\npassword = \"pw\"\ncontact = \"{contact}\"\n")
+    };
+    let src = with(
+        &[
+            agent("1001", "sip:1001@127.0.0.1:5091"),
+            agent("1002", "sip:1002@127.0.0.1:5091;transport=tcp"),
+            agent("1003", "sip:1003@[::1]"),
+            agent("1004", "sip:1004@phone.example.com:5094"),
+        ]
+        .concat(),
+    );
+    let c = Config::from_toml_str(&src).unwrap();
+    let found = |addr: &str| {
+        c.agent_at_static_contact(addr.parse().unwrap())
+            .map(|a| a.id.as_str())
+    };
+    // Two agents at one address: the first configured wins.
+    assert_eq!(found("127.0.0.1:5091"), Some("1001"));
+    assert_eq!(found("[::1]:5060"), Some("1003"));
+    assert_eq!(found("127.0.0.1:5092"), None);
+    // A host name is not an address a request can come from.
+    assert_eq!(c.static_contacts.len(), 2);
+}
+
+#[test]
 fn numbers_are_one_namespace() {
     let src = with(
         "[[agents]]\nid = \"100\"\npassword = \"p\"\n\

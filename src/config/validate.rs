@@ -183,6 +183,17 @@ fn build(raw: RawConfig, issues: &mut Issues) -> Config {
     }
     issues.positive("cdr.flush_ms", raw.cdr.flush_ms);
 
+    let mut static_contacts = std::collections::HashMap::new();
+    for (index, agent) in raw.agents.iter().enumerate() {
+        let addr = agent
+            .contact
+            .as_deref()
+            .and_then(|c| crate::sip::Uri::parse(c).ok())
+            .and_then(|uri| uri.socket_addr());
+        if let Some(addr) = addr {
+            static_contacts.entry(addr).or_insert(index);
+        }
+    }
     let config = Config {
         sip,
         registrar: raw.registrar,
@@ -196,6 +207,7 @@ fn build(raw: RawConfig, issues: &mut Issues) -> Config {
         transfer: raw.transfer,
         cdr: raw.cdr,
         limits: raw.limits,
+        static_contacts,
     };
     cross_checks(&config, issues);
     config
