@@ -9,7 +9,7 @@
 
 use crate::endpoint::Endpoint;
 use crate::incoming::IncomingRequest;
-use crate::sip::{HeaderName, MessageBuilder, Method, NameAddr, ParseError};
+use crate::sip::{HeaderName, HostPort, MessageBuilder, Method, NameAddr, ParseError};
 use crate::transport::{Destination, Protocol};
 
 /// Identifiers and routing state of one dialog.
@@ -39,10 +39,7 @@ fn without_tag(mut addr: NameAddr) -> String {
 }
 
 fn contact_uri(msg: &crate::sip::SipMessage) -> Option<String> {
-    match msg.contacts() {
-        Ok(crate::sip::Contacts::List(list)) => list.into_iter().next().map(|c| c.uri.to_string()),
-        _ => None,
-    }
+    msg.first_contact_uri()
 }
 
 impl Dialog {
@@ -160,7 +157,7 @@ impl Dialog {
         branch: &str,
         cseq: u32,
     ) -> MessageBuilder {
-        let local = ep.local_addr_for(&self.flow);
+        let local = HostPort(ep.local_addr_for(&self.flow));
         let mut b = MessageBuilder::request(method, request_uri);
         b.header_fmt(
             "Via",
@@ -199,7 +196,7 @@ impl Dialog {
 
     /// handover's Contact on this leg.
     pub fn contact(&self, ep: &Endpoint) -> String {
-        let local = ep.local_addr_for(&self.flow);
+        let local = HostPort(ep.local_addr_for(&self.flow));
         match self.flow.protocol {
             Protocol::Tcp => format!("<sip:handover@{local};transport=tcp>"),
             Protocol::Udp => format!("<sip:handover@{local}>"),

@@ -519,6 +519,17 @@ impl SipMessage {
         }
     }
 
+    /// The URI of the first Contact as written, if it parses (a dialog's remote target,
+    /// RFC 3261 §12.1); `None` for none or `*`.
+    pub fn first_contact_uri(&self) -> Option<String> {
+        let value = self.header_values(HeaderName::Contact).next()?;
+        let first = scan::split_list(&value).next()?;
+        if first == "*" {
+            return None;
+        }
+        NameAddr::uri_text(first).ok().map(str::to_owned)
+    }
+
     pub fn routes(&self) -> Result<Vec<NameAddr>, ParseError> {
         self.name_addr_list(HeaderName::Route)
     }

@@ -276,6 +276,34 @@ Expires: 300
 }
 
 #[test]
+fn first_contact_uri_is_the_uri_as_written() {
+    let base = "INVITE sip:h SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1
+From: <sip:a@h>;tag=1
+To: <sip:b@h>
+Call-ID: fc
+CSeq: 1 INVITE
+";
+    let first = |contact: &str| {
+        parse(&format!("{base}{contact}\n\n"))
+            .unwrap()
+            .first_contact_uri()
+    };
+    assert_eq!(
+        first("Contact: \"Desk; 1\" < sip:1001@192.168.1.20:49822;transport=TCP;ob >;+sip.instance=\"<urn:uuid:1>\", <sip:x@y>").as_deref(),
+        Some("sip:1001@192.168.1.20:49822;transport=TCP;ob")
+    );
+    assert_eq!(
+        first("m: sip:1001@[2001:db8::5]:5070;q=0.5").as_deref(),
+        Some("sip:1001@[2001:db8::5]:5070")
+    );
+    assert_eq!(first("Contact: *"), None);
+    assert_eq!(first("Contact: <sip:a@h"), None);
+    assert_eq!(first("Contact: <http://example.com>"), None);
+    assert_eq!(first("Max-Forwards: 70"), None);
+}
+
+#[test]
 fn contact_star_and_absent() {
     let base = "REGISTER sip:h SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1

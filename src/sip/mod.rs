@@ -38,5 +38,5 @@ pub use message::{SipMessage, MAX_HEADERS};
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use typed::{CSeq, Contacts, Refresher, Replaces, SessionExpires};
-pub use uri::{Host, Param, Scheme, Uri};
+pub use uri::{Host, HostPort, Param, Scheme, Uri};
 pub use via::Via;

@@ -31,6 +31,73 @@ pub struct NameAddr {
     pub params: Vec<Param>,
 }
 
+/// The display name of an element, as written.
+enum DisplayName<'a> {
+    None,
+    /// Between the quotes, still escaped.
+    Quoted(&'a str),
+    Token(&'a str),
+}
+
+/// One element cut into its pieces, nothing parsed yet.
+struct Parts<'a> {
+    display: DisplayName<'a>,
+    uri: &'a str,
+    /// The header parameters, from the first `;` on.
+    params: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    fn split(s: &'a str, bare_headers_ok: bool) -> Result<Parts<'a>, ParseError> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > MAX_LEN {
+            return Err(ParseError::BadUri);
+        }
+        let b = s.as_bytes();
+        let (display, rest) = if b.first() == Some(&b'"') {
+            let end = scan::skip_quoted(b, 0).ok_or(ParseError::BadUri)?;
+            let inner = s.get(1..end - 1).ok_or(ParseError::BadUri)?;
+            let rest = s.get(end..).ok_or(ParseError::BadUri)?.trim_start();
+            if !rest.starts_with('<') {
+                return Err(ParseError::BadUri);
+            }
+            (DisplayName::Quoted(inner), rest)
+        } else if let Some(lt) =
+            // A `<` after the first `;` is inside a header parameter of an addr-spec.
+            memchr::memchr2(b';', b'<', b).filter(|&i| b.get(i) == Some(&b'<'))
+        {
+            let name = s.get(..lt).ok_or(ParseError::BadUri)?.trim();
+            if name.contains(['"', ',', '>']) {
+                return Err(ParseError::BadUri);
+            }
+            let display = if name.is_empty() {
+                DisplayName::None
+            } else {
+                DisplayName::Token(name)
+            };
+            (display, s.get(lt..).ok_or(ParseError::BadUri)?)
+        } else {
+            // addr-spec: the URI ends at the first ';'.
+            if !bare_headers_ok && scan::is_bare_uri_with_headers(b) {
+                return Err(ParseError::UnbracketedUriHeaders(HeaderName::Other));
+            }
+            let end = s.find(';').unwrap_or(s.len());
+            return Ok(Parts {
+                display: DisplayName::None,
+                uri: s.get(..end).ok_or(ParseError::BadUri)?,
+                params: s.get(end..).ok_or(ParseError::BadUri)?,
+            });
+        };
+        // rest starts with '<'
+        let gt = rest.find('>').ok_or(ParseError::BadUri)?;
+        Ok(Parts {
+            display,
+            uri: rest.get(1..gt).ok_or(ParseError::BadUri)?,
+            params: rest.get(gt + 1..).ok_or(ParseError::BadUri)?,
+        })
+    }
+}
+
 /// Errors of NameAddr parsing: URI errors pass through; structure errors are `BadUri`; a
 /// bare URI with headers is `UnbracketedUriHeaders(HeaderName::Other)`.
 impl NameAddr {
@@ -45,54 +112,29 @@ impl NameAddr {
     }
 
     fn parse_with(s: &str, bare_headers_ok: bool) -> Result<NameAddr, ParseError> {
-        let s = s.trim();
-        if s.is_empty() || s.len() > MAX_LEN {
-            return Err(ParseError::BadUri);
-        }
-        let b = s.as_bytes();
-        let (display, rest) = if b.first() == Some(&b'"') {
-            let end = scan::skip_quoted(b, 0).ok_or(ParseError::BadUri)?;
-            let inner = s.get(1..end - 1).ok_or(ParseError::BadUri)?;
-            let rest = s.get(end..).ok_or(ParseError::BadUri)?.trim_start();
-            if !rest.starts_with('<') {
-                return Err(ParseError::BadUri);
-            }
-            (Some(scan::unquote(inner)), rest)
-        } else if let Some(lt) =
-            // A `<` after the first `;` is inside a header parameter of an addr-spec.
-            memchr::memchr2(b';', b'<', b).filter(|&i| b.get(i) == Some(&b'<'))
-        {
-            let name = s.get(..lt).ok_or(ParseError::BadUri)?.trim();
-            if name.contains(['"', ',', '>']) {
-                return Err(ParseError::BadUri);
-            }
-            let display = (!name.is_empty()).then(|| name.to_string());
-            (display, s.get(lt..).ok_or(ParseError::BadUri)?)
-        } else {
-            // addr-spec: the URI ends at the first ';'.
-            if !bare_headers_ok && scan::is_bare_uri_with_headers(b) {
-                return Err(ParseError::UnbracketedUriHeaders(HeaderName::Other));
-            }
-            let end = s.find(';').unwrap_or(s.len());
-            let uri = Uri::parse(s.get(..end).ok_or(ParseError::BadUri)?)?;
-            let params = scan::parse_params(s.get(end..).ok_or(ParseError::BadUri)?)
-                .ok_or(ParseError::BadUri)?;
-            return Ok(NameAddr {
-                display: None,
-                uri,
-                params,
-            });
+        let parts = Parts::split(s, bare_headers_ok)?;
+        let uri = Uri::parse(parts.uri)?;
+        let params = scan::parse_params(parts.params).ok_or(ParseError::BadUri)?;
+        let display = match parts.display {
+            DisplayName::None => None,
+            DisplayName::Quoted(inner) => Some(scan::unquote(inner)),
+            DisplayName::Token(name) => Some(name.to_string()),
         };
-        // rest starts with '<'
-        let gt = rest.find('>').ok_or(ParseError::BadUri)?;
-        let uri = Uri::parse(rest.get(1..gt).ok_or(ParseError::BadUri)?)?;
-        let params = scan::parse_params(rest.get(gt + 1..).ok_or(ParseError::BadUri)?)
-            .ok_or(ParseError::BadUri)?;
         Ok(NameAddr {
             display,
             uri,
             params,
         })
+    }
+
+    /// The URI of one element as written (without display name, brackets or header
+    /// parameters), if the element parses. Cheaper than parsing and writing the URI back
+    /// when only its text is kept (a dialog's remote target).
+    pub fn uri_text(s: &str) -> Result<&str, ParseError> {
+        let parts = Parts::split(s, false)?;
+        Uri::parse(parts.uri)?;
+        scan::parse_params(parts.params).ok_or(ParseError::BadUri)?;
+        Ok(parts.uri.trim())
     }
 
     /// An address without display name or parameters.

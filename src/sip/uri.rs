@@ -81,8 +81,53 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(d),
-            Host::V4(a) => write!(f, "{a}"),
+            Host::V4(a) => write_ipv4(f, *a),
             Host::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Writes dotted-quad `ip` in one `write_str` (std's `Display` goes through the formatting
+/// machinery once per octet; handover writes its own address into every Via and Contact).
+fn write_ipv4(f: &mut impl fmt::Write, ip: Ipv4Addr) -> fmt::Result {
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        let digits = [
+            b'0' + octet / 100,
+            b'0' + octet / 10 % 10,
+            b'0' + octet % 10,
+        ];
+        let skip = if octet >= 100 {
+            0
+        } else if octet >= 10 {
+            1
+        } else {
+            2
+        };
+        let dot = usize::from(i > 0);
+        if let Some(out) = buf.get_mut(len..len + dot + 3 - skip) {
+            let (sep, rest) = out.split_at_mut(dot);
+            sep.fill(b'.');
+            rest.copy_from_slice(digits.get(skip..).unwrap_or_default());
+        }
+        len += dot + 3 - skip;
+    }
+    f.write_str(std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default())
+}
+
+/// A socket address written as SIP writes a sent-by or hostport: `1.2.3.4:5060`,
+/// `[::1]:5060`.
+pub struct HostPort(pub SocketAddr);
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SocketAddr::V4(a) => {
+                write_ipv4(f, *a.ip())?;
+                write!(f, ":{}", a.port())
+            }
+            SocketAddr::V6(a) => write!(f, "[{}]:{}", a.ip(), a.port()),
         }
     }
 }
@@ -414,6 +459,25 @@ impl fmt::Display for Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_std_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.9",
+            "127.0.0.1",
+            "192.168.1.255",
+            "255.255.255.255",
+        ] {
+            let ip: Ipv4Addr = ip.parse().unwrap();
+            assert_eq!(Host::V4(ip).to_string(), ip.to_string());
+            let addr = SocketAddr::from((ip, 5060));
+            assert_eq!(HostPort(addr).to_string(), addr.to_string());
+        }
+        let v6: SocketAddr = "[2001:db8::1]:5061".parse().unwrap();
+        assert_eq!(HostPort(v6).to_string(), "[2001:db8::1]:5061");
+    }
 
     #[test]
     fn plain_sip_uri() {

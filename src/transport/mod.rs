@@ -395,10 +395,11 @@ impl Transport {
     /// The first bound address of `protocol` in the given IP family (for Via, Contact and
     /// Record-Route, and for tests that bind port 0).
     pub fn local_addr(&self, protocol: Protocol, ipv6: bool) -> Option<SocketAddr> {
-        self.local_addrs()
-            .into_iter()
-            .find(|(p, addr)| *p == protocol && addr.is_ipv6() == ipv6)
-            .map(|(_, addr)| addr)
+        let family = |addr: &SocketAddr| addr.is_ipv6() == ipv6;
+        match protocol {
+            Protocol::Udp => self.inner.udp.iter().map(|e| e.local).find(family),
+            Protocol::Tcp => self.inner.tcp_listeners.iter().copied().find(family),
+        }
     }
 
     /// Every bound address, UDP first, in configuration order.
