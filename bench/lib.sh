@@ -27,6 +27,9 @@ wait_bound() { # port what
 cpu_ticks() { # utime + stime of the process (all threads), fields 14 and 15 of /proc/pid/stat
   awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
 }
+user_ticks() { # utime alone (field 14): the part of cpu_ticks spent in handover's own code
+  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] }' "/proc/$1/stat"
+}
 alive() { # fail the run (with handover's log) when handover has exited
   kill -0 "$HPID" 2>/dev/null && return 0
   echo "handover (pid $HPID) exited; last lines of its log:" >&2; tail -20 "$WORK/handover.log" >&2; exit 1

@@ -140,8 +140,8 @@ run_calls() {
       -stf uas_stat.csv -timeout "$((timeout_s + 10))s" >uas.out 2>&1) &
   UASPID=$!
   wait_bound "$UAS_PORT" "agent UAS"
-  local t0 c0 rss0 peak=0
-  rss0=$(rss_kib "$HPID"); c0=$(cpu_ticks "$HPID"); t0=$(date +%s.%N)
+  local t0 c0 u0 rss0 peak=0
+  rss0=$(rss_kib "$HPID"); c0=$(cpu_ticks "$HPID"); u0=$(user_ticks "$HPID"); t0=$(date +%s.%N)
   (cd "$dir" && exec sipp -sf "$SC/uac_call.xml" 127.0.0.1:"$PORT" "${sipp_common[@]}" -p "$UAC_PORT" \
       -s 2001 -m "$calls" -r "$rate" -rp 1000 -l "$limit" -d "$call_ms" -recv_timeout 8000 \
       -stf uac_stat.csv -timeout "${timeout_s}s" -timeout_error >uac.out 2>&1) &
@@ -159,22 +159,24 @@ run_calls() {
   local t1; t1=$(date +%s.%N)
   sleep 2 # let the last BYE transactions finish before the "after" CPU reading
   alive
-  local c1; c1=$(cpu_ticks "$HPID")
+  local c1 u1; c1=$(cpu_ticks "$HPID"); u1=$(user_ticks "$HPID")
   for _ in $(seq 100); do kill -0 "$UASPID" 2>/dev/null || break; sleep 0.1; done
   kill "$UASPID" 2>/dev/null || true; wait "$UASPID" 2>/dev/null || true; UASPID=""
   local ok failed
   ok=$(stat_col "$dir/uac_stat.csv" 'SuccessfulCall(C)'); failed=$(stat_col "$dir/uac_stat.csv" 'FailedCall(C)')
-  python3 - "$phase" "$calls" "$rate" "$call_ms" "$rc" "$ok" "$failed" "$t0" "$t1" "$c0" "$c1" "$CLK" "$rss0" "$peak" "$sample" <<'PY'
+  python3 - "$phase" "$calls" "$rate" "$call_ms" "$rc" "$ok" "$failed" "$t0" "$t1" "$c0" "$c1" "$CLK" "$rss0" "$peak" "$sample" "$u0" "$u1" <<'PY'
 import sys
-(phase, calls, rate, call_ms, rc, ok, failed, t0, t1, c0, c1, clk, rss0, peak, sample) = sys.argv[1:]
+(phase, calls, rate, call_ms, rc, ok, failed, t0, t1, c0, c1, clk, rss0, peak, sample, u0, u1) = sys.argv[1:]
 calls, rate, call_ms, ok, failed = int(calls), int(rate), int(call_ms), int(ok or 0), int(failed or 0)
 wall = float(t1) - float(t0)
 gen = max(wall - call_ms / 1000.0, 1e-3)  # time spent creating calls (the last call is held call_ms)
 cpu_s = (int(c1) - int(c0)) / int(clk)
+user_s = (int(u1) - int(u0)) / int(clk)
 print(f"[{phase}] target {rate} calls/s x {calls} calls, call length {call_ms} ms, SIPp UAC exit {rc}")
 print(f"[{phase}]   completed {ok}, failed {failed}, achieved {ok / gen:.1f} calls/s (over {gen:.1f} s)")
 if ok:
-    print(f"[{phase}]   handover CPU {cpu_s:.2f} s = {cpu_s * 1e6 / ok:.1f} us per completed call")
+    print(f"[{phase}]   handover CPU {cpu_s:.2f} s = {cpu_s * 1e6 / ok:.1f} us per completed call"
+          f" (user {user_s * 1e6 / ok:.1f}, system {(cpu_s - user_s) * 1e6 / ok:.1f})")
 if sample == "1":
     rss0, peak = int(rss0), int(peak)
     print(f"[{phase}]   handover RSS {rss0} KiB before, {peak} KiB peak while {calls} calls held"
