@@ -7,6 +7,7 @@
 //! CANCEL. Both maps are sharded; a shard's mutex is held for one `HashMap` operation, never
 //! across an await, and never on behalf of more than one call.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
@@ -223,18 +224,26 @@ impl CallRegistry {
             return Ok(());
         };
         let mut map = lock(shard);
-        let entries = map.entry(hash).or_default();
-        if let Some(existing) = entries.iter().find(|e| e.is(call_id, from_tag)) {
-            return Err(existing.key);
-        }
         let mut ids = String::with_capacity(call_id.len() + from_tag.len());
         ids.push_str(call_id);
         ids.push_str(from_tag);
-        entries.push(InitialEntry {
+        let entry = InitialEntry {
             ids: ids.into_boxed_str(),
             split: call_id.len(),
             key,
-        });
+        };
+        match map.entry(hash) {
+            Entry::Occupied(mut entries) => {
+                if let Some(existing) = entries.get().iter().find(|e| e.is(call_id, from_tag)) {
+                    return Err(existing.key);
+                }
+                entries.get_mut().push(entry);
+            }
+            // One entry, allocated for one (a pushed-to empty Vec would reserve four).
+            Entry::Vacant(slot) => {
+                slot.insert(vec![entry]);
+            }
+        }
         Ok(())
     }
 
@@ -288,23 +297,29 @@ impl CallRegistry {
     }
 }
 
+/// Digits of `key` in hex. Identifiers are allocated at their exact length: a call keeps
+/// several for its lifetime, and spare capacity would be paid per held call.
+fn hex_len(key: CallKey) -> usize {
+    (u64::BITS - key.leading_zeros()).div_ceil(4).max(1) as usize
+}
+
 /// A tag that names its call: `<key hex>x<random hex>`.
 pub fn tag_for(key: CallKey) -> String {
-    let mut tag = String::with_capacity(16 + 1 + 8);
+    let mut tag = String::with_capacity(hex_len(key) + 1 + 8);
     let _ = write!(tag, "{key:x}x{:08x}", fastrand::u32(..));
     tag
 }
 
 /// A branch that names its call: `z9hG4bK<key hex>x<random hex>`.
 pub fn branch_for(key: CallKey) -> String {
-    let mut branch = String::with_capacity(MAGIC_COOKIE.len() + 16 + 1 + 16);
+    let mut branch = String::with_capacity(MAGIC_COOKIE.len() + hex_len(key) + 1 + 16);
     let _ = write!(branch, "{MAGIC_COOKIE}{key:x}x{:016x}", fastrand::u64(..));
     branch
 }
 
 /// A Call-ID for a dialog handover starts (agent and target legs).
 pub fn call_id_for(key: CallKey, host: &str) -> String {
-    let mut call_id = String::with_capacity(16 + 1 + 16 + 1 + host.len());
+    let mut call_id = String::with_capacity(hex_len(key) + 1 + 16 + 1 + host.len());
     let _ = write!(call_id, "{key:x}x{:016x}@{host}", fastrand::u64(..));
     call_id
 }
@@ -333,6 +348,19 @@ mod tests {
             assert_eq!(key_from_tag(&tag_for(key)), Some(key));
             assert_eq!(key_from_branch(&branch_for(key)), Some(key));
             assert_eq!(key_from_tag(&call_id_for(key, "h")), Some(key));
+        }
+    }
+
+    #[test]
+    fn identifiers_are_allocated_at_their_length() {
+        for key in [0u64, 1, 0xf, 0x10, 0xabc, u64::MAX] {
+            let tag = tag_for(key);
+            assert_eq!(tag.len(), tag.capacity());
+            assert_eq!(tag.len(), format!("{key:x}").len() + 9);
+            let branch = branch_for(key);
+            assert_eq!(branch.len(), branch.capacity());
+            let call_id = call_id_for(key, "10.0.0.1");
+            assert_eq!(call_id.len(), call_id.capacity());
         }
     }
 
