@@ -32,8 +32,8 @@ use handover::transport::Protocol;
 use support::checks::{check_state, reach, the_cdr, STATE_WAIT};
 use support::sipp::TRACE_ENV;
 use support::{
-    assert_drained, free_port, sip_addr, skip_without_sipp, start_server, wait_until, within, Sipp,
-    SippOutcome, TestConfig,
+    assert_drained, free_media_port, free_port, sip_addr, skip_without_sipp, start_server,
+    wait_until, within, Sipp, SippOutcome, TestConfig,
 };
 
 const AGENT_A: &str = "2001";
@@ -352,7 +352,7 @@ async fn agent_completes_flow() -> serde_json::Value {
         OnAgentHangup::Continue,
         |setup| async move {
             let control = ControlPlane::new(setup.server.endpoint().clone(), None);
-            let cust_media = free_port();
+            let cust_media = free_media_port();
             let server = &setup.server;
             let run = run_three(
                 agent_a(
@@ -418,7 +418,7 @@ async fn target_hangs_up_flow() -> serde_json::Value {
         OnAgentHangup::Continue,
         |setup| async move {
             let control = ControlPlane::new(setup.server.endpoint().clone(), None);
-            let cust_media = free_port();
+            let cust_media = free_media_port();
             let server = &setup.server;
             let run = run_three(
                 agent_a(
@@ -490,7 +490,7 @@ async fn customer_leaves_flow() -> serde_json::Value {
                 ),
                 target_b("conv_target_answers", &setup, 300).key("answer_media", "7070"),
                 // The customer hangs up 2.5 s after being held: B has long answered by then.
-                customer("conv_customer_leaves", &setup, free_port()).pause_ms(2500),
+                customer("conv_customer_leaves", &setup, free_media_port()).pause_ms(2500),
                 async {
                     let mut f = Vec::new();
                     consultation_up(server, &control, &mut f).await;
@@ -545,7 +545,7 @@ async fn agent_hanging_up_before_the_target_answers_continues_as_a_release_trans
         "rule 6, continue",
         OnAgentHangup::Continue,
         |setup| async move {
-            let cust_media = free_port();
+            let cust_media = free_media_port();
             let server = &setup.server;
             let run = run_three(
                 agent_a(
@@ -600,7 +600,11 @@ async fn cancel_flow() -> serde_json::Value {
                     &uri(&format!("*3{TARGET_B}"), &setup, ""),
                 ),
                 target_b("conv_target_cancelled", &setup, 0),
-                customer("conv_customer_released_on_cancel", &setup, free_port()),
+                customer(
+                    "conv_customer_released_on_cancel",
+                    &setup,
+                    free_media_port(),
+                ),
                 async {
                     let mut f = Vec::new();
                     reach(server, AGENT_A, "talking", &mut f).await;

@@ -18,8 +18,8 @@ use handover::app::RunningServer;
 use handover::transport::Protocol;
 use support::sipp::TRACE_ENV;
 use support::{
-    assert_drained, free_port, run_pair, sip_addr, skip_without_sipp, start_server,
-    wait_agent_state, within, Sipp, SippOutcome, TestConfig, Transport, TEST_T1_MS,
+    assert_drained, free_media_port, free_port, run_pair, sip_addr, skip_without_sipp,
+    start_server, wait_agent_state, within, Sipp, SippOutcome, TestConfig, Transport, TEST_T1_MS,
 };
 
 const AGENT: &str = "2001";
@@ -71,7 +71,7 @@ fn config(
 /// `-mp`: SIPp binds an RTP socket for `[media_port]`; a free port of its own avoids clashing
 /// with other SIPp instances running at the same time (SIPp exits 254 on a clash).
 fn media_port(sipp: Sipp) -> Sipp {
-    sipp.arg("-mp").arg(free_port().to_string())
+    sipp.arg("-mp").arg(free_media_port().to_string())
 }
 
 /// The customer: a SIPp UAC on a free port calling `number` at the server.

@@ -13,7 +13,7 @@ pub mod ports;
 pub mod server;
 pub mod sipp;
 
-pub use ports::{free_port, free_tcp_port, free_udp_port, wait_bound};
+pub use ports::{free_media_port, free_port, free_tcp_port, free_udp_port, wait_bound};
 pub use server::{
     assert_drained, sip_addr, start_server, wait_agent_state, wait_until, within, TestConfig,
     DOMAIN, SIPP_DIGEST_COMPAT, TEST_T1_MS,

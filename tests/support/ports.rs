@@ -45,6 +45,26 @@ pub fn free_port() -> u16 {
     panic!("no free UDP+TCP port on 127.0.0.1 after 200 tries");
 }
 
+/// Lowest and highest base for [`free_media_port`]: below Linux's default ephemeral range
+/// (32768–60999), so no socket bound to port 0 — a server under test, another peer — is
+/// given one of these ports between the check and SIPp's bind.
+const MEDIA_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A base port for SIPp's `-mp`: SIPp binds audio RTP/RTCP at P, P+1 and video at P+2, P+3,
+/// and exits 254 if any of them is taken. All four are free for UDP now and are claimed in
+/// this process, and they lie outside the ephemeral range (see [`MEDIA_PORTS`]).
+pub fn free_media_port() -> u16 {
+    let slots = (MEDIA_PORTS.end - MEDIA_PORTS.start) / 4;
+    for _ in 0..500 {
+        let base = MEDIA_PORTS.start + 4 * fastrand::u16(0..slots);
+        let block = base..base + 4;
+        if block.clone().all(udp_free) && block.clone().all(claim) {
+            return base;
+        }
+    }
+    panic!("no four free UDP ports for SIPp media on 127.0.0.1 after 500 tries");
+}
+
 /// A free UDP port on 127.0.0.1 (also free for TCP, see [`free_port`]).
 pub fn free_udp_port() -> u16 {
     free_port()

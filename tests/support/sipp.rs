@@ -214,7 +214,7 @@ impl Sipp {
         if !self.extra.iter().any(|x| x == "-mp") {
             // Each SIPp binds an RTP port (default 6000 + n): concurrent instances clash
             // unless each gets a free one.
-            a.extend(["-mp".into(), super::ports::free_port().to_string()]);
+            a.extend(["-mp".into(), super::ports::free_media_port().to_string()]);
         }
         a.extend(["-m".into(), self.calls.to_string()]);
         if let Some((calls, period)) = self.rate {
