@@ -233,12 +233,8 @@ pub fn run(ep: &Arc<Endpoint>, now: Instant) -> Option<Instant> {
 fn options_request(ep: &Endpoint, aor: &str, uri: &str, dest: &Destination, branch: &str) -> Bytes {
     let config = ep.config();
     let domain = &config.sip.domain;
-    let local = ep.local_addr_for(dest);
     let mut b = MessageBuilder::request(&Method::Options, uri);
-    b.header_fmt(
-        "Via",
-        format_args!("SIP/2.0/{} {local};branch={branch};rport", dest.protocol),
-    );
+    ep.add_via(&mut b, dest, branch);
     b.header("Max-Forwards", "70");
     b.header_fmt(
         "From",

@@ -25,6 +25,9 @@ pub struct Stats {
     /// Call actors alive, including calls whose legs have ended but whose last transactions
     /// still absorb retransmissions (up to 64·T1).
     pub call_actors: usize,
+    /// Peers' initial INVITEs (Call-ID, From tag) remembered for their calls' lifetime, to
+    /// route retransmissions and CANCEL; 0 once every call actor has ended.
+    pub initial_invites: usize,
     /// Live SIP transactions of every kind.
     pub transactions: usize,
     /// Stored registrar bindings.
@@ -191,6 +194,7 @@ impl RunningServer {
         Stats {
             active_calls: self.ep.counters.active_calls.load(Ordering::Relaxed),
             call_actors: self.ep.calls.len(),
+            initial_invites: self.ep.calls.initial_len(),
             transactions: self.ep.counters.transactions.load(Ordering::Relaxed),
             registrations: self.ep.location().bindings.count(),
             parse_errors: self.ep.counters.parse_errors.load(Ordering::Relaxed),

@@ -175,22 +175,32 @@ impl Endpoint {
     /// call); returns the destinations a send failed for, each once.
     pub fn send_all(&self, messages: Vec<(Destination, Bytes)>) -> Vec<Destination> {
         let mut failed: Vec<Destination> = Vec::new();
-        let Some(t) = self.transport.get() else {
-            tracing::warn!("send before the transport was bound");
-            for (dest, _) in messages {
-                if !failed.contains(&dest) {
-                    failed.push(dest);
-                }
-            }
-            return failed;
-        };
-        t.send_all(messages, &mut |dest, error| {
-            tracing::debug!(to = %dest.addr, ?error, "send failed");
+        let mut note = |dest: &Destination| {
             if !failed.contains(dest) {
                 failed.push(*dest);
             }
-        });
+        };
+        match self.transport.get() {
+            Some(t) => t.send_all(messages, &mut |dest, error| {
+                tracing::debug!(to = %dest.addr, ?error, "send failed");
+                note(dest);
+            }),
+            None => {
+                tracing::warn!("send before the transport was bound");
+                messages.iter().for_each(|(dest, _)| note(dest));
+            }
+        }
         failed
+    }
+
+    /// handover's Via on a request it sends to `dest` (RFC 3261 §18.1.1), asking for
+    /// `rport` (RFC 3581).
+    pub fn add_via(&self, b: &mut crate::sip::MessageBuilder, dest: &Destination, branch: &str) {
+        let local = crate::sip::HostPort(self.local_addr_for(dest));
+        b.header_fmt(
+            "Via",
+            format_args!("SIP/2.0/{} {local};branch={branch};rport", dest.protocol),
+        );
     }
 
     /// The address handover puts in Via and Contact for messages to `dest`.

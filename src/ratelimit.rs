@@ -39,6 +39,24 @@ impl Sweeps {
         self.done += 1;
         true
     }
+
+    /// Whether `map` can take `key`: it is there already, or there is room, made if need be
+    /// by dropping the entries `keep` rejects (when a sweep is due).
+    fn room_for<K: Hash + Eq, V>(
+        &mut self,
+        map: &mut HashMap<K, V>,
+        key: &K,
+        now: Instant,
+        keep: impl Fn(&V) -> bool,
+    ) -> bool {
+        if map.len() < MAX_KEYS || map.contains_key(key) {
+            return true;
+        }
+        if self.due(now) {
+            map.retain(|_, v| keep(v));
+        }
+        map.len() < MAX_KEYS
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,18 +88,12 @@ impl SourceLimiter {
         if self.rate <= 0.0 {
             return true;
         }
-        if self.buckets.len() >= MAX_KEYS && !self.buckets.contains_key(&ip) {
-            if self.sweeps.due(now) {
-                let rate = self.rate;
-                self.buckets.retain(|_, b| {
-                    now.saturating_duration_since(b.last).as_secs_f64() * rate < rate
-                });
-            }
-            if self.buckets.len() >= MAX_KEYS {
-                return true;
-            }
-        }
         let rate = self.rate;
+        // A bucket idle for a second has refilled, as a new one would be: it can go.
+        let busy = |b: &Bucket| now.saturating_duration_since(b.last).as_secs_f64() * rate < rate;
+        if !self.sweeps.room_for(&mut self.buckets, &ip, now, busy) {
+            return true;
+        }
         let b = self.buckets.entry(ip).or_insert(Bucket {
             tokens: rate,
             last: now,
@@ -143,15 +155,10 @@ impl<K: Hash + Eq + Clone> AuthBackoff<K> {
         if self.threshold == 0 {
             return;
         }
-        if self.keys.len() >= MAX_KEYS && !self.keys.contains_key(&key) {
-            if self.sweeps.due(now) {
-                let max = self.max;
-                self.keys
-                    .retain(|_, f| now.saturating_duration_since(f.last) < max);
-            }
-            if self.keys.len() >= MAX_KEYS {
-                return;
-            }
+        let max = self.max;
+        let recent = |f: &Failures| now.saturating_duration_since(f.last) < max;
+        if !self.sweeps.room_for(&mut self.keys, &key, now, recent) {
+            return;
         }
         let f = self.keys.entry(key).or_insert(Failures {
             count: 0,

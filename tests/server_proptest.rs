@@ -247,7 +247,11 @@ fn assert_idle(server: &RunningServer, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let s = server.stats();
-        if s.active_calls == 0 && s.transactions == 0 && s.call_actors == 0 {
+        if s.active_calls == 0
+            && s.transactions == 0
+            && s.call_actors == 0
+            && s.initial_invites == 0
+        {
             return;
         }
         assert!(Instant::now() < deadline, "server not idle: {s:?}");

@@ -38,17 +38,14 @@ fn without_tag(mut addr: NameAddr) -> String {
     addr.to_string()
 }
 
-fn contact_uri(msg: &crate::sip::SipMessage) -> Option<String> {
-    msg.first_contact_uri()
-}
-
 impl Dialog {
     /// The UAS side of a dialog created by `req` (RFC 3261 §12.1.1).
     pub fn from_request(req: &IncomingRequest, local_tag: String) -> Result<Dialog, ParseError> {
         let msg = &req.msg;
         let from = msg.from()?;
         let to = msg.to()?;
-        let remote_target = contact_uri(msg)
+        let remote_target = msg
+            .first_contact_uri()
             .or_else(|| Some(from.uri.to_string()))
             .unwrap_or_default();
         let route_set = msg
@@ -112,7 +109,7 @@ impl Dialog {
         if let Some(tag) = resp.to_tag() {
             self.remote_tag = Some(tag.to_owned());
         }
-        if let Some(target) = contact_uri(resp) {
+        if let Some(target) = resp.first_contact_uri() {
             self.remote_target = target;
         }
         if let Ok(rr) = resp.record_routes() {
@@ -122,7 +119,7 @@ impl Dialog {
 
     /// A target refresh (re-INVITE/UPDATE with Contact, RFC 3261 §12.2.2).
     pub fn refresh_target(&mut self, req: &crate::sip::SipMessage) {
-        if let Some(target) = contact_uri(req) {
+        if let Some(target) = req.first_contact_uri() {
             self.remote_target = target;
         }
     }
@@ -157,15 +154,8 @@ impl Dialog {
         branch: &str,
         cseq: u32,
     ) -> MessageBuilder {
-        let local = HostPort(ep.local_addr_for(&self.flow));
         let mut b = MessageBuilder::request(method, request_uri);
-        b.header_fmt(
-            "Via",
-            format_args!(
-                "SIP/2.0/{} {};branch={};rport",
-                self.flow.protocol, local, branch
-            ),
-        );
+        ep.add_via(&mut b, &self.flow, branch);
         b.header("Max-Forwards", "70");
         for route in &self.route_set {
             b.header("Route", route);

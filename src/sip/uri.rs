@@ -92,26 +92,23 @@ impl fmt::Display for Host {
 fn write_ipv4(f: &mut impl fmt::Write, ip: Ipv4Addr) -> fmt::Result {
     let mut buf = [0u8; 15];
     let mut len = 0;
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        let digits = [
-            b'0' + octet / 100,
-            b'0' + octet / 10 % 10,
-            b'0' + octet % 10,
-        ];
-        let skip = if octet >= 100 {
-            0
-        } else if octet >= 10 {
-            1
-        } else {
-            2
-        };
-        let dot = usize::from(i > 0);
-        if let Some(out) = buf.get_mut(len..len + dot + 3 - skip) {
-            let (sep, rest) = out.split_at_mut(dot);
-            sep.fill(b'.');
-            rest.copy_from_slice(digits.get(skip..).unwrap_or_default());
+    let mut push = |c: u8| {
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = c;
+            len += 1;
         }
-        len += dot + 3 - skip;
+    };
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            push(b'.');
+        }
+        if octet >= 100 {
+            push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            push(b'0' + octet / 10 % 10);
+        }
+        push(b'0' + octet % 10);
     }
     f.write_str(std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default())
 }

@@ -429,36 +429,31 @@ impl Transport {
         messages: Vec<(Destination, Bytes)>,
         failed: &mut dyn FnMut(&Destination, SendError),
     ) {
-        let mut rest = messages.as_slice();
-        while let Some(((dest, data), after)) = rest.split_first() {
-            let udp_run = (dest.protocol == Protocol::Udp && !self.inner.is_shutdown())
+        // The UDP socket a message leaves by; `None` for TCP, no socket, or shutdown (where
+        // `send` gives each message its error).
+        let udp_socket = |dest: &Destination| {
+            (dest.protocol == Protocol::Udp && !self.inner.is_shutdown())
                 .then(|| udp::endpoint_for(&self.inner, dest.addr).ok())
                 .flatten()
-                .map(|endpoint| {
-                    let same_socket = |(d, _): &(Destination, Bytes)| {
-                        d.protocol == Protocol::Udp
-                            && udp::endpoint_for(&self.inner, d.addr)
-                                .is_ok_and(|e| std::ptr::eq(e, endpoint))
-                    };
-                    let len = 1 + after.iter().take_while(|m| same_socket(m)).count();
-                    (endpoint, len)
-                })
-                .filter(|&(_, len)| len > 1);
-            let Some((endpoint, len)) = udp_run else {
-                if let Err(error) = self.send(dest, data.clone()) {
-                    failed(dest, error);
-                }
-                rest = after;
-                continue;
-            };
-            let (run, after_run) = rest.split_at(len.min(rest.len()));
-            let datagrams: Vec<(SocketAddr, &Bytes)> =
-                run.iter().map(|(d, data)| (d.addr, data)).collect();
-            udp::send_run(&self.inner, endpoint, &datagrams, &mut |index, error| {
-                if let Some((dest, _)) = run.get(index) {
-                    failed(dest, error);
-                }
+        };
+        let mut rest = messages.as_slice();
+        while let Some(((dest, data), after)) = rest.split_first() {
+            let socket = udp_socket(dest);
+            let run_len = socket.map_or(1, |socket| {
+                let same = |(d, _): &&(Destination, Bytes)| {
+                    udp_socket(d).is_some_and(|s| std::ptr::eq(s, socket))
+                };
+                1 + after.iter().take_while(same).count()
             });
+            let (run, after_run) = rest.split_at(run_len.min(rest.len()));
+            match socket {
+                Some(socket) if run.len() > 1 => udp::send_run(&self.inner, socket, run, failed),
+                _ => {
+                    if let Err(error) = self.send(dest, data.clone()) {
+                        failed(dest, error);
+                    }
+                }
+            }
             rest = after_run;
         }
     }

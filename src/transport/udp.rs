@@ -15,7 +15,9 @@ use tokio::net::UdpSocket;
 use tracing::{debug, info, trace, warn};
 
 use super::framing::{head_range, is_keepalive_datagram};
-use super::{wait_shutdown, FramingError, Inbound, Inner, Protocol, SendError, Source};
+use super::{
+    wait_shutdown, Destination, FramingError, Inbound, Inner, Protocol, SendError, Source,
+};
 
 /// The largest UDP payload over IPv4/IPv6 without jumbograms.
 const MAX_DATAGRAM: usize = 65_535;
@@ -166,13 +168,13 @@ pub(super) fn send(inner: &Inner, remote: SocketAddr, data: &[u8]) -> Result<(),
 pub(super) fn send_run(
     inner: &Inner,
     endpoint: &UdpEndpoint,
-    run: &[(SocketAddr, &Bytes)],
-    failed: &mut dyn FnMut(usize, SendError),
+    run: &[(Destination, Bytes)],
+    failed: &mut dyn FnMut(&Destination, SendError),
 ) {
     let slices: Vec<[IoSlice<'_>; 1]> = run.iter().map(|(_, data)| [IoSlice::new(data)]).collect();
     let addrs: Vec<Option<SockaddrStorage>> = run
         .iter()
-        .map(|(remote, _)| Some(SockaddrStorage::from(*remote)))
+        .map(|(dest, _)| Some(SockaddrStorage::from(dest.addr)))
         .collect();
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(run.len(), None);
     let no_control: [ControlMessage<'_>; 0] = [];
@@ -189,11 +191,11 @@ pub(super) fn send_run(
         // the outcome (and the log line) a single send would.
         Err(_) => 0,
     };
-    for (index, (remote, data)) in run.iter().enumerate() {
+    for (index, (dest, data)) in run.iter().enumerate() {
         if index < sent {
-            trace!(local = %endpoint.local, %remote, len = data.len(), "UDP datagram sent");
-        } else if let Err(error) = send_on(inner, endpoint, *remote, data) {
-            failed(index, error);
+            trace!(local = %endpoint.local, remote = %dest.addr, len = data.len(), "UDP datagram sent");
+        } else if let Err(error) = send_on(inner, endpoint, dest.addr, data) {
+            failed(dest, error);
         }
     }
 }

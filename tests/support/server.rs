@@ -201,6 +201,17 @@ pub async fn assert_drained(server: &RunningServer) {
         "transactions left after the test: active_calls = {}, transactions = {}",
         s.active_calls, s.transactions
     );
+    // Each call's actor ends after its last transaction, and takes its routing entries along.
+    let actors_gone = wait_until(
+        || server.stats().initial_invites == 0,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        actors_gone,
+        "initial INVITEs still routed after the test: {:?}",
+        server.stats()
+    );
 }
 
 /// Runs `f` with a hard limit so that a hung server fails the test instead of hanging CI.
