@@ -385,7 +385,9 @@ impl Dispatcher {
         if !actions.is_terminated() {
             let key = linger_key(req.msg.branch(), req.source.remote, false);
             let count = self.ep.count_transaction();
-            self.ep.lingering().insert(key, machine.into(), dest, count);
+            self.ep
+                .lingering()
+                .insert(std::sync::Arc::new(key), machine.into(), dest, count);
         }
     }
 
@@ -610,10 +612,11 @@ impl Dispatcher {
     ) -> Option<CallTarget> {
         let presented_caller = req
             .msg
-            .from()
-            .map(|mut f| {
-                f.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
-                f.to_string()
+            .party_without_tag(HeaderName::From)
+            .or_else(|| {
+                let mut from = req.msg.from().ok()?;
+                from.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
+                Some(from.to_string())
             })
             .unwrap_or_default();
         let from_agent = matches!(caller, Caller::Agent { .. });
@@ -657,13 +660,26 @@ pub fn answer_orphan(ep: &Endpoint, req: &IncomingRequest) {
 
 /// The key of a transaction no call owns: branch, source address and INVITE-or-not (ACK
 /// and an INVITE share a key; CANCEL shares the INVITE's branch but not its kind).
-pub fn linger_key(
-    branch: Option<&str>,
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LingerKey {
+    branch: Box<str>,
     remote: std::net::SocketAddr,
     invite: bool,
-) -> std::sync::Arc<str> {
-    let kind = if invite { 'I' } else { 'N' };
-    format!("{}|{remote}|{kind}", branch.unwrap_or_default()).into()
+}
+
+impl LingerKey {
+    pub fn new(branch: Box<str>, remote: std::net::SocketAddr, invite: bool) -> Self {
+        LingerKey {
+            branch,
+            remote,
+            invite,
+        }
+    }
+}
+
+/// The [`LingerKey`] of a request's transaction (no branch: the empty one).
+pub fn linger_key(branch: Option<&str>, remote: std::net::SocketAddr, invite: bool) -> LingerKey {
+    LingerKey::new(branch.unwrap_or_default().into(), remote, invite)
 }
 
 /// The To tag of a response sent without a transaction: the same request always gets the same

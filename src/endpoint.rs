@@ -245,11 +245,12 @@ impl Endpoint {
         };
         for change in changes {
             tracing::info!(agent = %change.agent, from = %change.from, to = %change.to, "agent state");
-            self.events.publish(crate::events::Event::AgentState {
-                agent: change.agent.clone(),
-                from: change.from.to_string(),
-                to: change.to.to_string(),
-            });
+            self.events
+                .publish_with(|| crate::events::Event::AgentState {
+                    agent: change.agent.clone(),
+                    from: change.from.to_string(),
+                    to: change.to.to_string(),
+                });
             let _ = self.agent_events.send(change);
         }
         self.carry_out(actions);
@@ -426,7 +427,12 @@ impl Endpoint {
 
     /// Hands a retransmitted request to the lingering transaction under `key` and sends its
     /// answer (after the table is unlocked). `false` when no transaction has that key.
-    pub fn absorb_lingering(&self, key: &str, ack: bool, now: Instant) -> bool {
+    pub fn absorb_lingering(
+        &self,
+        key: &crate::dispatch::LingerKey,
+        ack: bool,
+        now: Instant,
+    ) -> bool {
         let Some((dest, sends)) = self.lingering().absorb(key, ack, now) else {
             return false;
         };
@@ -447,7 +453,8 @@ impl Endpoint {
 
 /// Server transactions kept only to absorb retransmissions (see [`Endpoint::lingering`]):
 /// their retransmissions go to a [`Destination`], and each counts as a live transaction.
-pub type Lingering = crate::transaction::Lingering<Destination, TransactionCount>;
+pub type Lingering =
+    crate::transaction::Lingering<crate::dispatch::LingerKey, Destination, TransactionCount>;
 
 /// Counters by label, for metrics.
 #[derive(Debug, Default)]

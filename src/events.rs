@@ -112,6 +112,15 @@ impl EventBus {
         let _ = self.tx.send(e);
     }
 
+    /// As [`publish`](Self::publish), building the event only when someone is subscribed:
+    /// the events of every call carry several strings, and with no SSE client attached
+    /// (the usual case) building them is all the work there is.
+    pub fn publish_with(&self, event: impl FnOnce() -> Event) {
+        if self.tx.receiver_count() > 0 {
+            self.publish(event());
+        }
+    }
+
     /// A new subscriber that sees every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()

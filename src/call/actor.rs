@@ -99,8 +99,12 @@ fn start(
         caller = ?caller,
         "call started"
     );
-    let from = Call::describe(&req.msg);
-    let to = req.msg.request_uri_str().unwrap_or_default().to_owned();
+    // Parties for the CallStarted event, taken before the INVITE moves into the call; only
+    // when someone listens (see `EventBus::publish_with`).
+    let parties = (ep.events.receiver_count() > 0).then(|| {
+        let to = req.msg.request_uri_str().unwrap_or_default().to_owned();
+        (Call::describe(&req.msg), to)
+    });
     let mut call = Box::new(Call::start(
         Arc::clone(ep),
         key,
@@ -113,13 +117,15 @@ fn start(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
-    call.publish(crate::events::Event::CallStarted {
-        call_id: call.call_id(),
-        interaction_id: call.interaction_id.clone(),
-        direction: call.direction().to_owned(),
-        from,
-        to,
-    });
+    if let Some((from, to)) = parties {
+        call.publish(|| crate::events::Event::CallStarted {
+            call_id: call.call_id(),
+            interaction_id: call.interaction_id.clone(),
+            direction: call.direction().to_owned(),
+            from,
+            to,
+        });
+    }
     call
 }
 

@@ -205,7 +205,7 @@ impl Call {
                     first
                 });
                 if first && (status == 180 || status == 183) {
-                    self.publish(Event::TransferProgress {
+                    self.publish(|| Event::TransferProgress {
                         call_id: self.call_id(),
                         status: 180,
                     });

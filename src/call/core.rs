@@ -625,8 +625,8 @@ impl Call {
                 continue;
             };
             if keep {
-                let key = crate::dispatch::linger_key(Some(&branch), flow.addr, invite);
-                lingering.insert(key, entry.machine, flow, entry._count);
+                let key = crate::dispatch::LingerKey::new(branch, flow.addr, invite);
+                lingering.insert(Arc::new(key), entry.machine, flow, entry._count);
             }
         }
         true

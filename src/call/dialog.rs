@@ -40,14 +40,26 @@ fn without_tag(mut addr: NameAddr) -> String {
 
 impl Dialog {
     /// The UAS side of a dialog created by `req` (RFC 3261 §12.1.1).
+    ///
+    /// The dispatcher has checked that From and To parse (every initial INVITE passes
+    /// `Dispatcher::check_request`), so they are kept as written, without their tags, and
+    /// parsed again only where the text cannot be cut safely
+    /// ([`SipMessage::party_without_tag`](crate::sip::SipMessage::party_without_tag)), or for
+    /// the remote target of a request without Contact.
     pub fn from_request(req: &IncomingRequest, local_tag: String) -> Result<Dialog, ParseError> {
         let msg = &req.msg;
-        let from = msg.from()?;
-        let to = msg.to()?;
-        let remote_target = msg
-            .first_contact_uri()
-            .or_else(|| Some(from.uri.to_string()))
-            .unwrap_or_default();
+        let local_party = match msg.party_without_tag(HeaderName::To) {
+            Some(party) => party,
+            None => without_tag(msg.to()?),
+        };
+        let remote_party = match msg.party_without_tag(HeaderName::From) {
+            Some(party) => party,
+            None => without_tag(msg.from()?),
+        };
+        let remote_target = match msg.first_contact_uri() {
+            Some(target) => target,
+            None => msg.from()?.uri.to_string(),
+        };
         let route_set = msg
             .record_routes()?
             .into_iter()
@@ -69,8 +81,8 @@ impl Dialog {
             call_id: msg.call_id().to_owned(),
             local_tag,
             remote_tag: msg.from_tag().map(str::to_owned),
-            local_party: without_tag(to),
-            remote_party: without_tag(from),
+            local_party,
+            remote_party,
             remote_target,
             route_set,
             local_cseq: fastrand::u32(1..10_000),
@@ -107,9 +119,11 @@ impl Dialog {
     /// creates or confirms the dialog (RFC 3261 §12.1.2).
     pub fn confirm(&mut self, resp: &crate::sip::SipMessage) {
         if let Some(tag) = resp.to_tag() {
-            self.remote_tag = Some(tag.to_owned());
+            if self.remote_tag.as_deref() != Some(tag) {
+                self.remote_tag = Some(tag.to_owned());
+            }
         }
-        if let Some(target) = resp.first_contact_uri() {
+        if let Some(target) = resp.first_contact_uri_if_changed(&self.remote_target) {
             self.remote_target = target;
         }
         if let Ok(rr) = resp.record_routes() {
@@ -119,7 +133,7 @@ impl Dialog {
 
     /// A target refresh (re-INVITE/UPDATE with Contact, RFC 3261 §12.2.2).
     pub fn refresh_target(&mut self, req: &crate::sip::SipMessage) {
-        if let Some(target) = req.first_contact_uri() {
+        if let Some(target) = req.first_contact_uri_if_changed(&self.remote_target) {
             self.remote_target = target;
         }
     }

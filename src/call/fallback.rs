@@ -86,7 +86,7 @@ impl Call {
         tracing::info!(call = self.key, code, "transfer failed");
         self.transfer_outcome(&format!("failed:{code}"));
         if let Some(last) = self.transfer_log.last() {
-            self.publish(Event::TransferFailed {
+            self.publish(|| Event::TransferFailed {
                 call_id: self.call_id(),
                 transfer_type: last.transfer_type.clone(),
                 target: last.target.clone(),

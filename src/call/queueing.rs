@@ -42,7 +42,7 @@ impl Call {
                     position = admitted.position,
                     "queued"
                 );
-                self.publish(crate::events::Event::QueueJoined {
+                self.publish(|| crate::events::Event::QueueJoined {
                     queue: queue.to_owned(),
                     call_id: self.call_id(),
                     position: admitted.position,
@@ -155,7 +155,7 @@ impl Call {
 
     /// Publishes that the call left `queue` (`answered`, `abandoned`, `overflow`, `expired`).
     pub(super) fn queue_left(&self, queue: String, outcome: &str) {
-        self.publish(crate::events::Event::QueueLeft {
+        self.publish(|| crate::events::Event::QueueLeft {
             queue,
             call_id: self.call_id(),
             outcome: outcome.to_owned(),

@@ -9,7 +9,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -303,24 +302,46 @@ fn hex_len(key: CallKey) -> usize {
     (u64::BITS - key.leading_zeros()).div_ceil(4).max(1) as usize
 }
 
+/// Appends `value` in lower-case hex, zero-padded to `width` digits: what `{:0width$x}`
+/// writes, without the formatting machinery (every call makes several identifiers).
+fn push_hex(out: &mut String, value: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = hex_len(value);
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(digits)));
+    for shift in (0..digits).rev() {
+        let nibble = (value >> (shift * 4)) & 0xf;
+        out.push(char::from(DIGITS[nibble as usize]));
+    }
+}
+
+/// `<key hex>x<random hex of width digits>`: the part of every identifier that names the call.
+fn push_call_part(out: &mut String, key: CallKey, random: u64, width: usize) {
+    push_hex(out, key, 0);
+    out.push('x');
+    push_hex(out, random, width);
+}
+
 /// A tag that names its call: `<key hex>x<random hex>`.
 pub fn tag_for(key: CallKey) -> String {
     let mut tag = String::with_capacity(hex_len(key) + 1 + 8);
-    let _ = write!(tag, "{key:x}x{:08x}", fastrand::u32(..));
+    push_call_part(&mut tag, key, u64::from(fastrand::u32(..)), 8);
     tag
 }
 
 /// A branch that names its call: `z9hG4bK<key hex>x<random hex>`.
 pub fn branch_for(key: CallKey) -> String {
     let mut branch = String::with_capacity(MAGIC_COOKIE.len() + hex_len(key) + 1 + 16);
-    let _ = write!(branch, "{MAGIC_COOKIE}{key:x}x{:016x}", fastrand::u64(..));
+    branch.push_str(MAGIC_COOKIE);
+    push_call_part(&mut branch, key, fastrand::u64(..), 16);
     branch
 }
 
 /// A Call-ID for a dialog handover starts (agent and target legs).
 pub fn call_id_for(key: CallKey, host: &str) -> String {
     let mut call_id = String::with_capacity(hex_len(key) + 1 + 16 + 1 + host.len());
-    let _ = write!(call_id, "{key:x}x{:016x}@{host}", fastrand::u64(..));
+    push_call_part(&mut call_id, key, fastrand::u64(..), 16);
+    call_id.push('@');
+    call_id.push_str(host);
     call_id
 }
 
@@ -348,6 +369,17 @@ mod tests {
             assert_eq!(key_from_tag(&tag_for(key)), Some(key));
             assert_eq!(key_from_branch(&branch_for(key)), Some(key));
             assert_eq!(key_from_tag(&call_id_for(key, "h")), Some(key));
+        }
+    }
+
+    #[test]
+    fn hex_is_written_as_the_formatter_writes_it() {
+        for value in [0u64, 1, 0xf, 0x10, 0xabc, 0x1234_5678, u64::MAX] {
+            for width in [0, 8, 16] {
+                let mut out = String::new();
+                push_hex(&mut out, value, width);
+                assert_eq!(out, format!("{value:0width$x}"));
+            }
         }
     }
 

@@ -27,8 +27,9 @@ impl Call {
         self.started_unix_ms.saturating_add(since)
     }
 
-    pub fn publish(&self, event: Event) {
-        self.ep.events.publish(event);
+    /// Publishes the event `event` builds, if anyone is subscribed.
+    pub fn publish(&self, event: impl FnOnce() -> Event) {
+        self.ep.events.publish_with(event);
     }
 
     /// Records a transfer attempt for the CDR and the metrics; returns its index.
@@ -119,13 +120,16 @@ impl Call {
     pub fn report_end(&mut self) {
         let answered = self.legs.first().and_then(|l| l.answered_at).is_some();
         let outcome = if answered { "answered" } else { "unanswered" };
-        *self
-            .ep
-            .outcomes()
-            .calls
-            .entry(outcome.to_owned())
-            .or_default() += 1;
-        self.publish(Event::CallEnded {
+        {
+            let mut outcomes = self.ep.outcomes();
+            match outcomes.calls.get_mut(outcome) {
+                Some(count) => *count += 1,
+                None => {
+                    outcomes.calls.insert(outcome.to_owned(), 1);
+                }
+            }
+        }
+        self.publish(|| Event::CallEnded {
             call_id: self.call_id(),
             reason: self
                 .end_reason

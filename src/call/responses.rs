@@ -465,7 +465,7 @@ impl Call {
             self.start_queue_music(leg, now);
         }
         let agent = self.legs.get(leg).and_then(|l| l.agent.clone());
-        self.publish(crate::events::Event::CallAnswered {
+        self.publish(|| crate::events::Event::CallAnswered {
             call_id: self.call_id(),
             agent,
         });

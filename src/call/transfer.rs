@@ -341,7 +341,7 @@ impl Call {
             selection.target.to_string(),
         );
         self.log_transfer(&tt, &tg, "pending".into());
-        self.publish(Event::TransferStarted {
+        self.publish(|| Event::TransferStarted {
             call_id: self.call_id(),
             transfer_type: tt,
             target: tg,
@@ -574,7 +574,7 @@ impl Call {
     pub(super) fn transfer_succeeded(&mut self, moment: &str) {
         self.transfer_outcome("succeeded");
         if let Some(last) = self.transfer_log.last() {
-            self.publish(Event::TransferSucceeded {
+            self.publish(|| Event::TransferSucceeded {
                 call_id: self.call_id(),
                 transfer_type: last.transfer_type.clone(),
                 target: last.target.clone(),

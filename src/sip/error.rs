@@ -45,6 +45,9 @@ pub enum ParseError {
     /// More headers than the codec accepts.
     #[error("too many headers")]
     TooManyHeaders,
+    /// The message is longer than the codec indexes (4 GiB; the transports stop far sooner).
+    #[error("message too large")]
+    TooLarge,
     /// A mandatory header (RFC 3261 §8.1.1) is absent.
     #[error("missing {0:?} header")]
     MissingHeader(HeaderName),
@@ -84,6 +87,7 @@ impl ParseError {
             ParseError::Unterminated => "Unterminated Header Section",
             ParseError::NotUtf8 => "Bad Header Encoding",
             ParseError::TooManyHeaders => "Too many headers",
+            ParseError::TooLarge => "Message Too Large",
             ParseError::MissingHeader(name) => missing_reason(*name),
             ParseError::BadHeader(name) => bad_reason(*name),
             ParseError::UnbracketedUriHeaders(name) => unbracketed_reason(*name),

@@ -180,21 +180,64 @@ impl HeaderName {
 
 /// One header line in a parsed message: byte ranges into the message's raw buffer.
 ///
-/// `value_end` excludes the line terminator and trailing whitespace; when the value was
+/// The value range excludes the line terminator and trailing whitespace; when the value was
 /// folded over several lines (`folded`), the range spans the CRLF+WSP folds.
+///
+/// Offsets are `u32`: an entry is 20 bytes instead of 40, and every parsed message carries
+/// a few dozen (the messages a call keeps live as long as it does). `SipMessage::parse`
+/// refuses anything longer than `u32::MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HeaderEntry {
     pub(crate) name: HeaderName,
-    pub(crate) name_start: usize,
-    pub(crate) name_end: usize,
-    pub(crate) value_start: usize,
-    pub(crate) value_end: usize,
     pub(crate) folded: bool,
+    name_start: u32,
+    name_end: u32,
+    value_start: u32,
+    value_end: u32,
+}
+
+impl HeaderEntry {
+    /// An entry for offsets the caller has checked to be below `u32::MAX`.
+    pub(crate) fn new(name: HeaderName, name_at: (usize, usize), value_at: (usize, usize)) -> Self {
+        HeaderEntry {
+            name,
+            folded: false,
+            name_start: name_at.0 as u32,
+            name_end: name_at.1 as u32,
+            value_start: value_at.0 as u32,
+            value_end: value_at.1 as u32,
+        }
+    }
+
+    pub(crate) fn name_range(&self) -> (usize, usize) {
+        (self.name_start as usize, self.name_end as usize)
+    }
+
+    pub(crate) fn value_range(&self) -> (usize, usize) {
+        (self.value_start as usize, self.value_end as usize)
+    }
+
+    pub(crate) fn value_start(&self) -> usize {
+        self.value_start as usize
+    }
+
+    pub(crate) fn set_value_range(&mut self, start: usize, end: usize) {
+        self.value_start = start as u32;
+        self.value_end = end as u32;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_entry_stays_small() {
+        // Every parsed message carries one per header line; see the struct's doc.
+        assert!(std::mem::size_of::<HeaderEntry>() <= 20);
+        let e = HeaderEntry::new(HeaderName::Via, (3, 6), (8, 40));
+        assert_eq!((e.name_range(), e.value_range()), ((3, 6), (8, 40)));
+    }
 
     #[test]
     fn names_are_case_insensitive() {

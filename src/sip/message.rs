@@ -58,18 +58,39 @@ pub struct SipMessage {
     branch: Option<(usize, usize)>,
 }
 
-/// End of the line starting at `pos` (excluding CR LF or LF) and the start of the next.
-fn next_line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let nl = pos.checked_add(memchr::memchr(b'\n', buf.get(pos..)?)?)?;
-    let end = if nl > pos && buf.get(nl - 1) == Some(&b'\r') {
-        nl - 1
-    } else {
-        nl
-    };
-    Some((end, nl + 1))
+/// A `(start, end)` pair as a range.
+fn range((start, end): (usize, usize)) -> std::ops::Range<usize> {
+    start..end
 }
 
-/// Moves `end` back over spaces and tabs, not before `start`.
+/// Why no line could be taken from the head.
+enum LineFault {
+    /// No line terminator follows.
+    Unterminated,
+    /// A CR not followed by LF: a line break to some peers, so relaying it would let a
+    /// sender smuggle headers past us (RFC 3261 §7.3.1 allows CR only in CRLF).
+    BareCr,
+}
+
+/// End of the line starting at `pos` (excluding CR LF or LF) and the start of the next, in
+/// one scan for CR or LF.
+fn next_line(buf: &[u8], pos: usize) -> Result<(usize, usize), LineFault> {
+    let rest = buf.get(pos..).ok_or(LineFault::Unterminated)?;
+    let at = pos + memchr::memchr2(b'\r', b'\n', rest).ok_or(LineFault::Unterminated)?;
+    match (buf.get(at), buf.get(at + 1)) {
+        (Some(b'\n'), _) => Ok((at, at + 1)),
+        (_, Some(b'\n')) => Ok((at, at + 2)),
+        // A bare CR; but a head that never ends is reported as such.
+        _ => match buf
+            .get(at + 1..)
+            .and_then(|after| memchr::memchr(b'\n', after))
+        {
+            Some(_) => Err(LineFault::BareCr),
+            None => Err(LineFault::Unterminated),
+        },
+    }
+}
+
 fn trim_end(buf: &[u8], start: usize, mut end: usize) -> usize {
     while end > start && matches!(buf.get(end - 1), Some(b' ' | b'\t')) {
         end -= 1;
@@ -165,34 +186,30 @@ impl SipMessage {
     /// module docs for what is validated.
     pub fn parse(raw: Bytes) -> Result<SipMessage, ParseError> {
         let buf: &[u8] = &raw;
+        // The header index keeps u32 offsets (`HeaderEntry`).
+        if u32::try_from(buf.len()).is_err() {
+            return Err(ParseError::TooLarge);
+        }
         // §7.5: CRLFs before the start line are ignored.
         let mut pos = buf
             .iter()
             .position(|&c| c != b'\r' && c != b'\n')
             .ok_or(ParseError::Empty)?;
-        let (line_end, next) = next_line(buf, pos).ok_or(ParseError::Unterminated)?;
-        if buf
-            .get(pos..line_end)
-            .is_some_and(|l| memchr::memchr(b'\r', l).is_some())
-        {
-            return Err(ParseError::BadStartLine);
-        }
+        let (line_end, next) = next_line(buf, pos).map_err(|fault| match fault {
+            LineFault::Unterminated => ParseError::Unterminated,
+            LineFault::BareCr => ParseError::BadStartLine,
+        })?;
         let start = parse_start_line(buf, pos, line_end)?;
         pos = next;
 
         let mut headers: Vec<HeaderEntry> = Vec::with_capacity(24);
         let body_start = loop {
-            let (le, nx) = next_line(buf, pos).ok_or(ParseError::Unterminated)?;
+            let (le, nx) = next_line(buf, pos).map_err(|fault| match fault {
+                LineFault::Unterminated => ParseError::Unterminated,
+                LineFault::BareCr => ParseError::BadHeaderLine,
+            })?;
             if le == pos {
                 break nx;
-            }
-            // A bare CR inside a line is a line break to some peers: relaying it would let
-            // a sender smuggle headers past us (RFC 3261 §7.3.1 allows CR only in CRLF).
-            if buf
-                .get(pos..le)
-                .is_some_and(|l| memchr::memchr(b'\r', l).is_some())
-            {
-                return Err(ParseError::BadHeaderLine);
             }
             if matches!(buf.get(pos), Some(b' ' | b'\t')) {
                 // Continuation of the previous header's value (§7.3.1).
@@ -200,12 +217,13 @@ impl SipMessage {
                 let content = trim_start(buf, pos, le);
                 let end = trim_end(buf, content, le);
                 if end > content {
-                    if last.value_start == last.value_end {
-                        last.value_start = content;
+                    let (start, value_end) = last.value_range();
+                    if start == value_end {
+                        last.set_value_range(content, end);
                     } else {
                         last.folded = true;
+                        last.set_value_range(start, end);
                     }
-                    last.value_end = end;
                 }
             } else {
                 let line = buf.get(pos..le).ok_or(ParseError::BadHeaderLine)?;
@@ -219,14 +237,11 @@ impl SipMessage {
                     return Err(ParseError::TooManyHeaders);
                 }
                 let value_start = trim_start(buf, pos + colon + 1, le);
-                headers.push(HeaderEntry {
-                    name: HeaderName::from_bytes(name),
-                    name_start: pos,
-                    name_end,
-                    value_start,
-                    value_end: trim_end(buf, value_start, le),
-                    folded: false,
-                });
+                headers.push(HeaderEntry::new(
+                    HeaderName::from_bytes(name),
+                    (pos, name_end),
+                    (value_start, trim_end(buf, value_start, le)),
+                ));
             }
             pos = nx;
         };
@@ -250,9 +265,8 @@ impl SipMessage {
                 HeaderName::CallId => &mut call_id,
                 HeaderName::CSeq => &mut cseq,
                 HeaderName::ContentLength => {
-                    let text =
-                        std::str::from_utf8(buf.get(e.value_start..e.value_end).unwrap_or(b""))
-                            .unwrap_or("");
+                    let text = std::str::from_utf8(buf.get(range(e.value_range())).unwrap_or(b""))
+                        .unwrap_or("");
                     let n = scan::parse_u32(text, 9)
                         .ok_or(ParseError::BadHeader(HeaderName::ContentLength))?
                         as usize;
@@ -279,14 +293,13 @@ impl SipMessage {
         let cseq_e = cseq.ok_or(ParseError::MissingHeader(HeaderName::CSeq))?;
 
         let cid = buf
-            .get(call_id.value_start..call_id.value_end)
+            .get(range(call_id.value_range()))
             .ok_or(ParseError::BadHeader(HeaderName::CallId))?;
         if cid.is_empty() || cid.iter().any(|&c| scan::is_ws(c)) {
             return Err(ParseError::BadHeader(HeaderName::CallId));
         }
         let cseq_text =
-            std::str::from_utf8(buf.get(cseq_e.value_start..cseq_e.value_end).unwrap_or(b""))
-                .unwrap_or("");
+            std::str::from_utf8(buf.get(range(cseq_e.value_range())).unwrap_or(b"")).unwrap_or("");
         let cseq = CSeq::parse(cseq_text)?;
         if let StartLine::Request { method, .. } = &start {
             if !matches!(method, Method::Ack | Method::Cancel) && *method != cseq.method {
@@ -315,7 +328,7 @@ impl SipMessage {
             start,
             headers,
             body: (body_start, body_start + body_len),
-            call_id: (call_id.value_start, call_id.value_end),
+            call_id: call_id.value_range(),
             cseq,
             from_tag,
             to_tag,
@@ -404,9 +417,7 @@ impl SipMessage {
             .find(|e| {
                 if known == HeaderName::Other {
                     e.name == HeaderName::Other
-                        && self
-                            .text((e.name_start, e.name_end))
-                            .eq_ignore_ascii_case(name)
+                        && self.text(e.name_range()).eq_ignore_ascii_case(name)
                 } else {
                     e.name == known
                 }
@@ -418,7 +429,7 @@ impl SipMessage {
     pub fn headers(&self) -> impl Iterator<Item = (HeaderName, &str, Cow<'_, str>)> + '_ {
         self.headers
             .iter()
-            .map(|e| (e.name, self.text((e.name_start, e.name_end)), self.value(e)))
+            .map(|e| (e.name, self.text(e.name_range()), self.value(e)))
     }
 
     /// The body (Content-Length bytes), a zero-copy slice of the raw message.
@@ -462,6 +473,38 @@ impl SipMessage {
     /// The To tag, located by `parse` (no allocation).
     pub fn to_tag(&self) -> Option<&str> {
         self.to_tag.map(|r| self.text(r))
+    }
+
+    /// The From or To value as written, without its `tag` parameter: the party a dialog
+    /// keeps (RFC 3261 §12.1.1), cut from the text with the tag `parse` located instead of
+    /// parsed and printed again. `None` where a cut is not safe (a folded value, a quoted
+    /// or empty tag, parameters but no tag found) or for another header; callers then
+    /// print the parsed [`NameAddr`] without its tag.
+    pub fn party_without_tag(&self, name: HeaderName) -> Option<String> {
+        let tag = match name {
+            HeaderName::From => self.from_tag,
+            HeaderName::To => self.to_tag,
+            _ => return None,
+        };
+        let e = self.headers.iter().find(|e| e.name == name)?;
+        if e.folded {
+            return None;
+        }
+        let (start, end) = e.value_range();
+        let value = self.head.get(start..end)?;
+        let Some((tag_start, tag_end)) = tag else {
+            return (!value.contains(';')).then(|| value.to_owned());
+        };
+        let before = value.get(..tag_start.checked_sub(start)?)?;
+        let after = value.get(tag_end.checked_sub(start)?..)?;
+        if before.ends_with('"') || after.starts_with('"') {
+            return None;
+        }
+        let kept = before.get(..before.rfind(';')?)?.trim_end();
+        let mut party = String::with_capacity(kept.len() + after.len());
+        party.push_str(kept);
+        party.push_str(after);
+        Some(party)
     }
 
     /// Every Via value, comma lists split, top first.
@@ -522,9 +565,21 @@ impl SipMessage {
     /// The URI of the first Contact as written, if it parses (a dialog's remote target,
     /// RFC 3261 §12.1); `None` for none or `*`.
     pub fn first_contact_uri(&self) -> Option<String> {
+        self.first_contact_uri_unless(None)
+    }
+
+    /// As [`Self::first_contact_uri`], but `None` also when it is written exactly as
+    /// `current`. A dialog's target refresh: the 180 and the 200 of one INVITE, and most
+    /// re-INVITEs, repeat the Contact the dialog already has, which need not be checked
+    /// again. (Whether `current` was checked is the caller's business: it is not parsed.)
+    pub fn first_contact_uri_if_changed(&self, current: &str) -> Option<String> {
+        self.first_contact_uri_unless(Some(current))
+    }
+
+    fn first_contact_uri_unless(&self, current: Option<&str>) -> Option<String> {
         let value = self.header_values(HeaderName::Contact).next()?;
         let first = scan::split_list(&value).next()?;
-        if first == "*" {
+        if first == "*" || current.is_some_and(|uri| NameAddr::uri_text_is(first, uri)) {
             return None;
         }
         NameAddr::uri_text(first).ok().map(str::to_owned)
@@ -604,7 +659,9 @@ impl SipMessage {
 
     /// The whole header line as written (name through value, folds included).
     pub(crate) fn raw_line(&self, e: &HeaderEntry) -> &[u8] {
-        self.raw.get(e.name_start..e.value_end).unwrap_or(b"")
+        self.raw
+            .get(e.name_range().0..e.value_range().1)
+            .unwrap_or(b"")
     }
 
     // ---- helpers ----
@@ -615,7 +672,7 @@ impl SipMessage {
     }
 
     fn value(&self, e: &HeaderEntry) -> Cow<'_, str> {
-        let s = self.text((e.value_start, e.value_end));
+        let s = self.text(e.value_range());
         if e.folded {
             Cow::Owned(scan::unfold(s))
         } else {
@@ -661,7 +718,7 @@ impl SipMessage {
 /// The `tag` parameter of a From/To value, as an absolute range; `Some(None)` when there
 /// is none; `None` when the value is malformed (empty, unterminated quote or `<`).
 fn tag_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
-    let v = buf.get(e.value_start..e.value_end)?;
+    let v = buf.get(range(e.value_range()))?;
     if v.is_empty() {
         return None;
     }
@@ -670,7 +727,7 @@ fn tag_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
         scan::find_param(v, params, b"tag")
             .flatten()
             .filter(|(s, e)| e > s)
-            .map(|(s, en)| (e.value_start + s, e.value_start + en)),
+            .map(|(s, en)| (e.value_start() + s, e.value_start() + en)),
     )
 }
 
@@ -678,7 +735,7 @@ fn tag_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
 /// with `?headers` (see [`scan::is_bare_uri_with_headers`]). Values without `?` cost one
 /// `memchr`.
 fn check_bracketed_uri_headers(head: &[u8], e: &HeaderEntry) -> Result<(), ParseError> {
-    let Some(v) = head.get(e.value_start..e.value_end) else {
+    let Some(v) = head.get(range(e.value_range())) else {
         return Ok(());
     };
     if memchr::memchr(b'?', v).is_none() {
@@ -695,7 +752,7 @@ fn check_bracketed_uri_headers(head: &[u8], e: &HeaderEntry) -> Result<(), Parse
 /// The branch of the first element of the top Via value (absolute range); `None` when the
 /// value is empty.
 fn branch_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
-    let v = buf.get(e.value_start..e.value_end)?;
+    let v = buf.get(range(e.value_range()))?;
     if v.is_empty() {
         return None;
     }
@@ -709,6 +766,6 @@ fn branch_range(buf: &[u8], e: &HeaderEntry) -> Option<Option<(usize, usize)>> {
         scan::find_param(v, semi, b"branch")
             .flatten()
             .filter(|(s, e)| e > s)
-            .map(|(s, en)| (e.value_start + s, e.value_start + en)),
+            .map(|(s, en)| (e.value_start() + s, e.value_start() + en)),
     )
 }

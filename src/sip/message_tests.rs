@@ -297,10 +297,75 @@ CSeq: 1 INVITE
         first("m: sip:1001@[2001:db8::5]:5070;q=0.5").as_deref(),
         Some("sip:1001@[2001:db8::5]:5070")
     );
+    let changed = |contact: &str, current: &str| {
+        parse(&format!("{base}{contact}\n\n"))
+            .unwrap()
+            .first_contact_uri_if_changed(current)
+    };
+    assert_eq!(
+        changed(
+            "Contact: <sip:a@10.0.0.1:5062>;expires=60",
+            "sip:a@10.0.0.1:5062"
+        ),
+        None
+    );
+    assert_eq!(
+        changed("Contact: <sip:a@10.0.0.2>", "sip:a@10.0.0.1:5062").as_deref(),
+        Some("sip:a@10.0.0.2")
+    );
+    assert_eq!(changed("Contact: <sip:a@>", "sip:a@10.0.0.1"), None);
     assert_eq!(first("Contact: *"), None);
     assert_eq!(first("Contact: <sip:a@h"), None);
     assert_eq!(first("Contact: <http://example.com>"), None);
     assert_eq!(first("Max-Forwards: 70"), None);
+}
+
+#[test]
+fn parties_are_cut_from_the_text_without_their_tag() {
+    let with = |from: &str, to: &str| {
+        let m = parse(&format!(
+            "INVITE sip:h SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1
+From: {from}
+To: {to}
+Call-ID: pt
+CSeq: 1 INVITE
+
+"
+        ))
+        .unwrap();
+        (
+            m.party_without_tag(HeaderName::From),
+            m.party_without_tag(HeaderName::To),
+        )
+    };
+    let (from, to) = with("\"Alice\" <sip:1001@h>;tag=f1", "<sip:1002@h>");
+    assert_eq!(from.as_deref(), Some("\"Alice\" <sip:1001@h>"));
+    assert_eq!(to.as_deref(), Some("<sip:1002@h>"));
+    // Other parameters stay, in place, as written; spaces around the tag go with it.
+    let (from, to) = with("<sip:a@h>;x=1 ; tag = f2;y=\"q;r\"", "b <sip:b@h>;TAG=t2");
+    assert_eq!(from.as_deref(), Some("<sip:a@h>;x=1;y=\"q;r\""));
+    assert_eq!(to.as_deref(), Some("b <sip:b@h>"));
+    // The same result as printing the parsed value without its tag.
+    let (from, _) = with("sip:a@h;tag=f3", "<sip:b@h>");
+    assert_eq!(from.as_deref(), Some("sip:a@h"));
+    // Where a cut is not safe: the caller prints the parsed value instead.
+    assert_eq!(with("<sip:a@h>;tag=\"f4\"", "<sip:b@h>").0, None);
+    assert_eq!(with("<sip:a@h>;tag=f5", "<sip:b@h>;x=1").1, None);
+    let folded = parse(
+        "INVITE sip:h SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1
+From: <sip:a@h>
+ ;tag=f6
+To: <sip:b@h>
+Call-ID: pt
+CSeq: 1 INVITE
+
+",
+    )
+    .unwrap();
+    assert_eq!(folded.party_without_tag(HeaderName::From), None);
+    assert_eq!(folded.party_without_tag(HeaderName::Via), None);
 }
 
 #[test]

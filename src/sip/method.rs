@@ -89,13 +89,27 @@ impl fmt::Display for Method {
 
 /// RFC 3261 §25.1 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" /
 /// "`" / "'" / "~".
+///
+/// A table lookup: the parser asks once per byte of every header name.
+#[inline]
 pub(crate) fn is_token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN_CHARS[usize::from(c)]
 }
+
+const TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -146,5 +160,14 @@ mod tests {
         assert_eq!(Method::from_token(b"INV:"), None);
         assert_eq!(Method::from_token("INVITÉ".as_bytes()), None);
         assert_eq!(Method::from_token(&[b'A'; 65]), None);
+    }
+
+    #[test]
+    fn token_characters_are_exactly_rfc_3261s() {
+        let tokens: &[u8] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~";
+        for c in 0..=255u8 {
+            assert_eq!(is_token_char(c), tokens.contains(&c), "byte {c}");
+        }
     }
 }

@@ -137,6 +137,12 @@ impl NameAddr {
         Ok(parts.uri.trim())
     }
 
+    /// Whether the URI of element `s` is written exactly as `uri`: then [`Self::uri_text`]
+    /// would return `uri` again, once the element is known to parse.
+    pub(crate) fn uri_text_is(s: &str, uri: &str) -> bool {
+        Parts::split(s, false).is_ok_and(|parts| parts.uri.trim() == uri)
+    }
+
     /// An address without display name or parameters.
     pub fn from_uri(uri: Uri) -> NameAddr {
         NameAddr {

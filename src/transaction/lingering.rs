@@ -16,6 +16,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,11 +28,12 @@ use super::{Action, Transaction};
 /// retransmitted requests then find nothing to absorb them and are answered afresh).
 pub const MAX_LINGERING: usize = 262_144;
 
-/// The table: machines by key (branch, peer and INVITE-ness, built by the caller), with the
-/// destination their retransmissions go to and a guard the caller keeps alive with them.
-pub struct Lingering<D, G> {
-    txns: HashMap<Arc<str>, LingeringTxn<D, G>>,
-    schedule: BinaryHeap<Reverse<Due>>,
+/// The table: machines by key `K` (branch, peer and INVITE-ness, built by the caller), with
+/// the destination their retransmissions go to and a guard the caller keeps alive with them.
+/// A key is shared by the table and the timer heap, not copied.
+pub struct Lingering<K: ?Sized, D, G> {
+    txns: HashMap<Arc<K>, LingeringTxn<D, G>>,
+    schedule: BinaryHeap<Reverse<Due<K>>>,
     limit: usize,
 }
 
@@ -44,35 +46,35 @@ struct LingeringTxn<D, G> {
 }
 
 /// One heap entry, ordered by deadline only.
-struct Due {
+struct Due<K: ?Sized> {
     at: Instant,
-    key: Arc<str>,
+    key: Arc<K>,
 }
 
-impl PartialEq for Due {
+impl<K: ?Sized> PartialEq for Due<K> {
     fn eq(&self, other: &Self) -> bool {
         self.at == other.at
     }
 }
-impl Eq for Due {}
-impl PartialOrd for Due {
+impl<K: ?Sized> Eq for Due<K> {}
+impl<K: ?Sized> PartialOrd for Due<K> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Due {
+impl<K: ?Sized> Ord for Due<K> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.at.cmp(&other.at)
     }
 }
 
-impl<D: Copy, G> Default for Lingering<D, G> {
+impl<K: Hash + Eq + ?Sized, D: Copy, G> Default for Lingering<K, D, G> {
     fn default() -> Self {
         Self::with_limit(MAX_LINGERING)
     }
 }
 
-impl<D: Copy, G> Lingering<D, G> {
+impl<K: Hash + Eq + ?Sized, D: Copy, G> Lingering<K, D, G> {
     /// An empty table that keeps at most `limit` transactions.
     pub fn with_limit(limit: usize) -> Self {
         Self {
@@ -84,7 +86,7 @@ impl<D: Copy, G> Lingering<D, G> {
 
     /// Keeps `machine` under `key`, unless it has already terminated or the table is full.
     /// Returns whether it was kept.
-    pub fn insert(&mut self, key: Arc<str>, machine: Transaction, dest: D, guard: G) -> bool {
+    pub fn insert(&mut self, key: Arc<K>, machine: Transaction, dest: D, guard: G) -> bool {
         if self.txns.len() >= self.limit || machine.is_terminated() {
             return false;
         }
@@ -101,7 +103,7 @@ impl<D: Copy, G> Lingering<D, G> {
 
     /// Hands a retransmitted request (`ack`: an ACK for a non-2xx final response) to the
     /// transaction under `key`. `None` when there is none; else where to send and what.
-    pub fn absorb(&mut self, key: &str, ack: bool, now: Instant) -> Option<(D, Vec<Bytes>)> {
+    pub fn absorb(&mut self, key: &K, ack: bool, now: Instant) -> Option<(D, Vec<Bytes>)> {
         let key = Arc::clone(self.txns.get_key_value(key)?.0);
         let txn = self.txns.get_mut(&key)?;
         let actions = match (&mut txn.machine, ack) {
@@ -183,9 +185,9 @@ impl<D: Copy, G> Lingering<D, G> {
 }
 
 /// Gives `txn` a heap entry at its machine's deadline unless it already has one as early.
-fn schedule<D, G>(
-    heap: &mut BinaryHeap<Reverse<Due>>,
-    key: &Arc<str>,
+fn schedule<K: ?Sized, D, G>(
+    heap: &mut BinaryHeap<Reverse<Due<K>>>,
+    key: &Arc<K>,
     txn: &mut LingeringTxn<D, G>,
 ) {
     let Some(at) = txn.machine.next_deadline() else {
@@ -257,7 +259,7 @@ mod tests {
     #[test]
     fn a_retransmitted_request_gets_the_final_response_again_until_timer_j() {
         let t0 = Instant::now();
-        let mut table: Lingering<u8, ()> = Lingering::default();
+        let mut table: Lingering<str, u8, ()> = Lingering::default();
         assert!(table.insert(key("b1"), completed_non_invite(t0), 7, ()));
         let (dest, sends) = table.absorb("b1", false, t0 + T1).expect("absorbed");
         assert_eq!(dest, 7);
@@ -279,7 +281,7 @@ mod tests {
     #[test]
     fn timers_fire_in_deadline_order_whatever_the_insertion_order() {
         let t0 = Instant::now();
-        let mut table: Lingering<u8, ()> = Lingering::default();
+        let mut table: Lingering<str, u8, ()> = Lingering::default();
         for (i, offset_ms) in [(1u8, 300u64), (2, 100), (3, 200)] {
             let at = t0 + Duration::from_millis(offset_ms);
             table.insert(key(&format!("b{i}")), completed_non_invite(at), i, ());
@@ -301,7 +303,7 @@ mod tests {
     #[test]
     fn a_rejected_invite_retransmits_its_final_response_then_an_ack_moves_it_to_timer_i() {
         let t0 = Instant::now();
-        let mut table: Lingering<u8, ()> = Lingering::default();
+        let mut table: Lingering<str, u8, ()> = Lingering::default();
         table.insert(key("inv"), rejected_invite(t0), 1, ());
         // Timer G: the 486 goes again after T1.
         assert_eq!(table.next_deadline(), Some(t0 + T1));
@@ -326,7 +328,7 @@ mod tests {
     #[test]
     fn the_limit_is_kept_and_terminated_machines_are_not() {
         let t0 = Instant::now();
-        let mut table: Lingering<u8, ()> = Lingering::with_limit(2);
+        let mut table: Lingering<str, u8, ()> = Lingering::with_limit(2);
         assert!(table.insert(key("a"), completed_non_invite(t0), 1, ()));
         assert!(table.insert(key("b"), completed_non_invite(t0), 1, ()));
         assert!(!table.insert(key("c"), completed_non_invite(t0), 1, ()));
@@ -334,7 +336,7 @@ mod tests {
         let _sent = reliable
             .respond(200, Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"), t0)
             .expect("final response");
-        let mut fresh: Lingering<u8, ()> = Lingering::default();
+        let mut fresh: Lingering<str, u8, ()> = Lingering::default();
         assert!(!fresh.insert(key("tcp"), reliable.into(), 1, ()));
         assert!(fresh.is_empty());
         table.clear();
@@ -344,7 +346,7 @@ mod tests {
     #[test]
     fn many_entries_expire_with_the_heap_and_table_both_emptied() {
         let t0 = Instant::now();
-        let mut table: Lingering<u8, ()> = Lingering::default();
+        let mut table: Lingering<str, u8, ()> = Lingering::default();
         for i in 0..10_000u64 {
             let at = t0 + Duration::from_micros(i * 500);
             table.insert(key(&i.to_string()), completed_non_invite(at), 0, ());
