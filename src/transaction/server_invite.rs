@@ -86,6 +86,17 @@ impl ServerInvite {
         (machine, Actions::one(Action::Transmit(trying)))
     }
 
+    /// See [`Transaction::shrink_to_fit`](super::Transaction::shrink_to_fit).
+    pub fn shrink_to_fit(&mut self) {
+        match &mut self.state {
+            State::Proceeding {
+                last_provisional: kept,
+            }
+            | State::Completed { response: kept, .. } => *kept = Bytes::copy_from_slice(kept),
+            State::Confirmed { .. } | State::Accepted { .. } | State::Terminated => {}
+        }
+    }
+
     /// Current state.
     pub fn state(&self) -> ServerInviteState {
         match self.state {

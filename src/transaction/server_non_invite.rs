@@ -63,6 +63,17 @@ impl ServerNonInvite {
         }
     }
 
+    /// See [`Transaction::shrink_to_fit`](super::Transaction::shrink_to_fit).
+    pub fn shrink_to_fit(&mut self) {
+        match &mut self.state {
+            State::Proceeding {
+                last_provisional: kept,
+            }
+            | State::Completed { response: kept, .. } => *kept = Bytes::copy_from_slice(kept),
+            State::Trying | State::Terminated => {}
+        }
+    }
+
     /// Current state.
     pub fn state(&self) -> ServerNonInviteState {
         match self.state {

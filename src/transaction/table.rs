@@ -73,6 +73,20 @@ accessors! {
 }
 
 impl Transaction {
+    /// Moves the response a server machine keeps for retransmission into an allocation of
+    /// its own size (nothing for the other machines). A built message sits in a buffer of
+    /// the builder's capacity (1 KiB) while the transaction lives, and a lingering one lives
+    /// 32 s (Timer J): ~64,000 of them at 2,000 calls/s.
+    pub fn shrink_to_fit(&mut self) {
+        match self {
+            Transaction::ServerInvite(m) => m.shrink_to_fit(),
+            Transaction::ServerNonInvite(m) => m.shrink_to_fit(),
+            Transaction::ClientInvite(_)
+            | Transaction::ClientNonInvite(_)
+            | Transaction::Uas2xx(_) => {}
+        }
+    }
+
     /// The machine's earliest pending timer.
     pub fn next_deadline(&self) -> Option<Instant> {
         each!(self, m => m.next_deadline())
