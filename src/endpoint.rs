@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use tokio::sync::broadcast;
 
 use crate::call::registry::CallRegistry;
@@ -197,10 +197,15 @@ impl Endpoint {
     /// `rport` (RFC 3581).
     pub fn add_via(&self, b: &mut crate::sip::MessageBuilder, dest: &Destination, branch: &str) {
         let local = crate::sip::HostPort(self.local_addr_for(dest));
-        b.header_fmt(
-            "Via",
-            format_args!("SIP/2.0/{} {local};branch={branch};rport", dest.protocol),
-        );
+        b.header_with("Via", |out| {
+            out.put_slice(b"SIP/2.0/");
+            out.put_slice(dest.protocol.via_token().as_bytes());
+            out.put_u8(b' ');
+            local.put(out);
+            out.put_slice(b";branch=");
+            out.put_slice(branch.as_bytes());
+            out.put_slice(b";rport");
+        });
     }
 
     /// The address handover puts in Via and Contact for messages to `dest`.

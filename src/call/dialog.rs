@@ -9,7 +9,9 @@
 
 use crate::endpoint::Endpoint;
 use crate::incoming::IncomingRequest;
-use crate::sip::{HeaderName, HostPort, MessageBuilder, Method, NameAddr, ParseError};
+use bytes::{BufMut, BytesMut};
+
+use crate::sip::{put_decimal, HeaderName, HostPort, MessageBuilder, Method, NameAddr, ParseError};
 use crate::transport::{Destination, Protocol};
 
 /// Identifiers and routing state of one dialog.
@@ -174,12 +176,16 @@ impl Dialog {
         for route in &self.route_set {
             b.header("Route", route);
         }
-        b.header_fmt(
-            "From",
-            format_args!("{};tag={}", self.local_party, self.local_tag),
-        );
+        let tagged = |out: &mut BytesMut, party: &str, tag: &str| {
+            out.put_slice(party.as_bytes());
+            out.put_slice(b";tag=");
+            out.put_slice(tag.as_bytes());
+        };
+        b.header_with("From", |out| {
+            tagged(out, &self.local_party, &self.local_tag)
+        });
         match &self.remote_tag {
-            Some(tag) => b.header_fmt("To", format_args!("{};tag={}", self.remote_party, tag)),
+            Some(tag) => b.header_with("To", |out| tagged(out, &self.remote_party, tag)),
             None => b.header("To", &self.remote_party),
         };
         b.header("Call-ID", &self.call_id);
@@ -188,7 +194,11 @@ impl Dialog {
         } else {
             method.as_str()
         };
-        b.header_fmt("CSeq", format_args!("{cseq} {cseq_method}"));
+        b.header_with("CSeq", |out| {
+            put_decimal(out, u64::from(cseq));
+            out.put_u8(b' ');
+            out.put_slice(cseq_method.as_bytes());
+        });
         if matches!(
             method,
             Method::Invite | Method::Update | Method::Subscribe | Method::Refer | Method::Notify

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use super::direction::Direction;
 use super::lines::{lines, terminator, Line};
+use crate::sip::put_decimal;
 
 /// The version written on the first SDP sent on a leg.
 pub const INITIAL_VERSION: u64 = 1;
@@ -189,22 +190,6 @@ fn origin_address(content: &[u8]) -> &[u8] {
         in_field = !blank;
     }
     FALLBACK_ADDRESS
-}
-
-fn put_decimal(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    out.put_slice(digits.get(at..).unwrap_or_default());
 }
 
 /// The port of an `m=` line, `None` if unreadable.

@@ -19,6 +19,23 @@ pub struct MessageBuilder {
     buf: BytesMut,
 }
 
+/// Appends `n` in decimal.
+pub(crate) fn put_decimal(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    out.put_slice(digits.get(at..).unwrap_or_default());
+}
+
 impl MessageBuilder {
     /// `METHOD uri SIP/2.0`.
     pub fn request(method: &Method, uri: &str) -> MessageBuilder {
@@ -43,6 +60,17 @@ impl MessageBuilder {
         self.buf.put_slice(name.as_bytes());
         self.buf.put_slice(b": ");
         self.buf.put_slice(value.as_bytes());
+        self.buf.put_slice(b"\r\n");
+        self
+    }
+
+    /// Appends `name: ` + what `value` writes + CRLF: for a value assembled from parts
+    /// without the formatting machinery of [`Self::header_fmt`] (the headers every request
+    /// of a dialog carries).
+    pub fn header_with(&mut self, name: &str, value: impl FnOnce(&mut BytesMut)) -> &mut Self {
+        self.buf.put_slice(name.as_bytes());
+        self.buf.put_slice(b": ");
+        value(&mut self.buf);
         self.buf.put_slice(b"\r\n");
         self
     }

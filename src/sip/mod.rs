@@ -30,6 +30,7 @@ mod via;
 #[cfg(test)]
 mod message_tests;
 
+pub(crate) use builder::put_decimal;
 pub use builder::{default_reason, response_to, MessageBuilder};
 pub use error::ParseError;
 pub use header::HeaderName;

@@ -74,15 +74,20 @@ impl Protocol {
             Protocol::Tcp => "tcp",
         }
     }
+
+    /// The upper-case name of a Via's `sent-protocol` (RFC 3261 §20.42), as displayed.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Protocol::Udp => "UDP",
+            Protocol::Tcp => "TCP",
+        }
+    }
 }
 
 /// The upper-case name, as in a Via (RFC 3261 §20.42) and in logs.
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Udp => "UDP",
-            Protocol::Tcp => "TCP",
-        })
+        f.write_str(self.via_token())
     }
 }
 
