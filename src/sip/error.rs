@@ -112,6 +112,7 @@ impl ParseError {
         match self {
             ParseError::UnsupportedScheme => 416,
             ParseError::BadVersion => 505,
+            ParseError::TooLarge => 513,
             _ => 400,
         }
     }
