@@ -72,6 +72,16 @@ enum LineFault {
     BareCr,
 }
 
+impl LineFault {
+    /// The parse error: `bare_cr` names the line the CR was found in.
+    fn error(self, bare_cr: ParseError) -> ParseError {
+        match self {
+            LineFault::Unterminated => ParseError::Unterminated,
+            LineFault::BareCr => bare_cr,
+        }
+    }
+}
+
 /// End of the line starting at `pos` (excluding CR LF or LF) and the start of the next, in
 /// one scan for CR or LF.
 fn next_line(buf: &[u8], pos: usize) -> Result<(usize, usize), LineFault> {
@@ -195,19 +205,15 @@ impl SipMessage {
             .iter()
             .position(|&c| c != b'\r' && c != b'\n')
             .ok_or(ParseError::Empty)?;
-        let (line_end, next) = next_line(buf, pos).map_err(|fault| match fault {
-            LineFault::Unterminated => ParseError::Unterminated,
-            LineFault::BareCr => ParseError::BadStartLine,
-        })?;
+        let (line_end, next) =
+            next_line(buf, pos).map_err(|fault| fault.error(ParseError::BadStartLine))?;
         let start = parse_start_line(buf, pos, line_end)?;
         pos = next;
 
         let mut headers: Vec<HeaderEntry> = Vec::with_capacity(24);
         let body_start = loop {
-            let (le, nx) = next_line(buf, pos).map_err(|fault| match fault {
-                LineFault::Unterminated => ParseError::Unterminated,
-                LineFault::BareCr => ParseError::BadHeaderLine,
-            })?;
+            let (le, nx) =
+                next_line(buf, pos).map_err(|fault| fault.error(ParseError::BadHeaderLine))?;
             if le == pos {
                 break nx;
             }

@@ -791,6 +791,10 @@ fn bare_cr_inside_a_line_is_rejected() {
     let e =
         SipMessage::parse(Bytes::from_static(b"OPTIONS sip:b@h\rX SIP/2.0\r\n\r\n")).unwrap_err();
     assert_eq!(e, ParseError::BadStartLine);
+    // A CR with no line feed anywhere after it: the head never ends.
+    let e =
+        SipMessage::parse(Bytes::from_static(b"OPTIONS sip:b@h SIP/2.0\r\nVia: x\r")).unwrap_err();
+    assert_eq!(e, ParseError::Unterminated);
 }
 
 /// RFC 3261 §20.10 / RFC 4475 §3.1.2.13: a From, To or Contact URI with `?headers` must be
