@@ -156,7 +156,16 @@ async fn run(
             let at = deadline.map_or(far, tokio::time::Instant::from_std);
             sleep.as_mut().reset(at);
         }
+        // Biased, timer first: no random branch order to draw per message, and an expired
+        // deadline is handled before more messages (it is re-armed in the future, so it
+        // cannot starve the inbox).
         tokio::select! {
+            biased;
+            _ = &mut sleep, if armed.is_some() => {
+                armed = None;
+                call.now = now();
+                call.handle_timeout(call.now);
+            }
             event = inbox.recv() => {
                 let at = now();
                 call.now = at;
@@ -182,11 +191,6 @@ async fn run(
                     }
                     None => break,
                 }
-            }
-            _ = &mut sleep, if armed.is_some() => {
-                armed = None;
-                call.now = now();
-                call.handle_timeout(call.now);
             }
         }
         flush(&ep, &mut call);

@@ -19,21 +19,9 @@ pub struct MessageBuilder {
     buf: BytesMut,
 }
 
-/// Appends `n` in decimal.
-pub(crate) fn put_decimal(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    out.put_slice(digits.get(at..).unwrap_or_default());
+/// Appends `n` in decimal (itoa: two digits per step, no `core::fmt`).
+pub(crate) fn put_decimal(out: &mut impl BufMut, n: u64) {
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 impl MessageBuilder {

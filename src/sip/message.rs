@@ -232,17 +232,21 @@ impl SipMessage {
                     }
                 }
             } else {
-                let line = buf.get(pos..le).ok_or(ParseError::BadHeaderLine)?;
-                let colon = memchr::memchr(b':', line).ok_or(ParseError::BadHeaderLine)?;
-                let name_end = trim_end(buf, pos, pos + colon);
-                let name = buf.get(pos..name_end).ok_or(ParseError::BadHeaderLine)?;
-                if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
+                // header-name = token, then optional SP/HTAB, then ':' (§7.3.1, §25.1):
+                // one pass over the name, no search for the colon.
+                let mut name_end = pos;
+                while name_end < le && buf.get(name_end).is_some_and(|&c| is_token_char(c)) {
+                    name_end += 1;
+                }
+                let colon = trim_start(buf, name_end, le);
+                if name_end == pos || buf.get(colon) != Some(&b':') {
                     return Err(ParseError::BadHeaderLine);
                 }
+                let name = buf.get(pos..name_end).ok_or(ParseError::BadHeaderLine)?;
                 if headers.len() >= MAX_HEADERS {
                     return Err(ParseError::TooManyHeaders);
                 }
-                let value_start = trim_start(buf, pos + colon + 1, le);
+                let value_start = trim_start(buf, colon + 1, le);
                 headers.push(HeaderEntry::new(
                     HeaderName::from_bytes(name),
                     (pos, name_end),

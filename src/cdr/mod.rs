@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod json;
+
 /// One finished call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CdrRecord {
@@ -79,8 +81,6 @@ pub struct CdrTransfer {
 
 /// Records that may wait for the writer before `write` starts dropping.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65536;
-/// Room for a typical record (two legs, no transfer) without growing.
-const LINE_CAPACITY: usize = 512;
 /// The file buffer: a batch gathered over 20 ms at thousands of calls per second (~400 bytes
 /// each) goes to the kernel in one or two writes, not one per 8 KiB.
 const FILE_BUFFER: usize = 64 * 1024;
@@ -190,12 +190,8 @@ impl CdrHandle {
     /// a record is a dozen small strings, and freeing them on the writer's thread (another
     /// allocator arena) cost more than writing them out.
     pub fn write(&self, rec: CdrRecord) {
-        let mut line = Vec::with_capacity(LINE_CAPACITY);
-        if let Err(e) = serde_json::to_writer(&mut line, &rec) {
-            tracing::error!(error = %e, call_id = %rec.call_id, "cannot serialize CDR");
-            self.count_drop("not serializable");
-            return;
-        }
+        let mut line = Vec::with_capacity(json::line_capacity(&rec));
+        json::write_record(&mut line, &rec);
         line.push(b'\n');
         match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
