@@ -147,6 +147,11 @@ async fn a_call_forks_to_every_registered_phone_and_the_others_hear_completed_el
     let on_desk = desk.expect_request(Method::Invite, T).await;
     let on_mobile = mobile.expect_request(Method::Invite, T).await;
     assert_ne!(on_desk.call_id(), on_mobile.call_id(), "a leg per contact");
+    // handover's Contact on a UDP leg: its own address, no transport parameter.
+    assert_eq!(
+        must_header(&on_desk, HeaderName::Contact),
+        format!("<sip:handover@{udp}>")
+    );
     let mtag = tag();
     mobile.reply(&on_mobile, 180, Some(&mtag), &[], None).await;
     let dtag = tag();
@@ -160,6 +165,10 @@ async fn a_call_forks_to_every_registered_phone_and_the_others_hear_completed_el
     .await;
     desk.expect_request(Method::Ack, T).await;
     let ok = cust.expect_response(Method::Invite, 200, T).await;
+    assert_eq!(
+        must_header(&ok, HeaderName::Contact),
+        format!("<sip:handover@{udp}>")
+    );
     // The other phone is CANCELled with RFC 3326's "answered elsewhere" (no missed call).
     let cancel = mobile.expect_request(Method::Cancel, T).await;
     let reason = must_header(&cancel, HeaderName::Reason);

@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 
 use super::dialog::{copy_passthrough_headers, Dialog};
 use super::registry::{branch_for, call_id_for, tag_for, CallKey};
@@ -32,7 +32,7 @@ use super::{CallTarget, Caller};
 use crate::endpoint::{Endpoint, TransactionCount};
 use crate::incoming::IncomingRequest;
 use crate::sdp::LegSdpOrigin;
-use crate::sip::{HeaderName, Method, SipMessage};
+use crate::sip::{put_decimal, HeaderName, Method, SipMessage};
 use crate::transaction::{
     Action, Actions, ClientInvite, ClientInviteState, Reliability, ServerInvite, ServerInviteState,
     Transaction,
@@ -466,10 +466,11 @@ impl Call {
         b.header("User-Agent", &self.ep.user_agent);
         // Call data travels with the call (DESIGN.md §2): the call id, the presented
         // identity towards a trunk, data an IVR flow returned.
-        b.header_fmt(
-            "Call-Info",
-            format_args!("<urn:handover:call:{}>;purpose=info", self.key),
-        );
+        b.header_with("Call-Info", |out| {
+            out.put_slice(b"<urn:handover:call:");
+            put_decimal(out, self.key);
+            out.put_slice(b">;purpose=info");
+        });
         for (name, value) in &target.headers {
             b.header(name, value);
         }

@@ -203,18 +203,23 @@ impl Dialog {
             method,
             Method::Invite | Method::Update | Method::Subscribe | Method::Refer | Method::Notify
         ) {
-            b.header("Contact", &self.contact(ep));
+            self.add_contact(ep, &mut b);
         }
         b
     }
 
-    /// handover's Contact on this leg.
-    pub fn contact(&self, ep: &Endpoint) -> String {
+    /// Appends handover's Contact on this leg to `b` (`<sip:handover@addr:port>`, with
+    /// `;transport=tcp` over TCP).
+    pub fn add_contact(&self, ep: &Endpoint, b: &mut MessageBuilder) {
         let local = HostPort(ep.local_addr_for(&self.flow));
-        match self.flow.protocol {
-            Protocol::Tcp => format!("<sip:handover@{local};transport=tcp>"),
-            Protocol::Udp => format!("<sip:handover@{local}>"),
-        }
+        b.header_with("Contact", |out| {
+            out.put_slice(b"<sip:handover@");
+            local.put(out);
+            if matches!(self.flow.protocol, Protocol::Tcp) {
+                out.put_slice(b";transport=tcp");
+            }
+            out.put_u8(b'>');
+        });
     }
 }
 

@@ -84,7 +84,7 @@ impl Call {
         let mut b = request.response(code, reason, local_tag.as_deref());
         if is_invite && (101..300).contains(&code) {
             if let Some(l) = self.legs.get(leg) {
-                b.header("Contact", &l.dialog.contact(&self.ep));
+                l.dialog.add_contact(&self.ep, &mut b);
             }
         }
         if code >= 200 && is_invite && code < 300 {

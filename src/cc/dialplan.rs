@@ -80,7 +80,7 @@ pub fn call_target(
             }
             Ok(CallTarget {
                 agent: Some(id.clone()),
-                party: format!("<sip:{id}@{domain}>"),
+                party: ["<sip:", id.as_str(), "@", domain.as_str(), ">"].concat(),
                 contacts,
                 presented_caller,
                 headers: Vec::new(),

@@ -38,8 +38,11 @@ impl MessageBuilder {
     /// `SIP/2.0 code reason`.
     pub fn response(code: u16, reason: &str) -> MessageBuilder {
         let mut buf = BytesMut::with_capacity(1024);
-        // Writing to a BytesMut cannot fail.
-        let _ = write!(buf, "SIP/2.0 {code} {reason}\r\n");
+        buf.put_slice(b"SIP/2.0 ");
+        put_decimal(&mut buf, u64::from(code));
+        buf.put_u8(b' ');
+        buf.put_slice(reason.as_bytes());
+        buf.put_slice(b"\r\n");
         MessageBuilder { buf }
     }
 
@@ -113,7 +116,7 @@ impl MessageBuilder {
         if !content_type.is_empty() {
             self.header("Content-Type", content_type);
         }
-        self.header_fmt("Content-Length", format_args!("{}", body.len()));
+        self.header_with("Content-Length", |out| put_decimal(out, body.len() as u64));
         self.buf.put_slice(b"\r\n");
         self.buf.put_slice(body);
         self.buf.freeze()
