@@ -108,6 +108,7 @@ impl<'a> Object<'a> {
         Object { out, first: true }
     }
 
+    #[inline]
     fn key(&mut self, key: &str) {
         if !self.first {
             self.out.push(b',');
@@ -118,6 +119,7 @@ impl<'a> Object<'a> {
         self.out.extend_from_slice(b"\":");
     }
 
+    #[inline]
     fn string(&mut self, key: &str, value: &str) {
         self.key(key);
         push_string(self.out, value);
@@ -131,6 +133,7 @@ impl<'a> Object<'a> {
         }
     }
 
+    #[inline]
     fn number(&mut self, key: &str, value: u64) {
         self.key(key);
         crate::sip::put_decimal(self.out, value);

@@ -274,6 +274,23 @@ async fn send_all_sends_every_message_in_order_and_reports_failures() {
     let (mut stream, _) = timeout(WAIT, carol.accept()).await.unwrap().unwrap();
     assert_eq!(read_n(&mut stream, OPTIONS.len()).await, OPTIONS.as_bytes());
 
+    // A run longer than one sendmmsg chunk: every datagram arrives, in order.
+    let texts: Vec<String> = (0..19).map(|i| format!("r{i}")).collect();
+    let long_run = texts
+        .iter()
+        .map(|t| (udp(&alice), Bytes::from(t.clone())))
+        .collect();
+    h.transport.send_all(long_run, &mut |dest, error| {
+        panic!("{dest:?}: {error:?}");
+    });
+    for text in &texts {
+        let (n, _) = timeout(WAIT, alice.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), text);
+    }
+
     // After shutdown nothing is sent and every message is reported.
     h.shutdown.send(true).unwrap();
     let mut after = 0;

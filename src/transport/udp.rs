@@ -171,27 +171,55 @@ pub(super) fn send_run(
     run: &[(Destination, Bytes)],
     failed: &mut dyn FnMut(&Destination, SendError),
 ) {
-    let slices: Vec<[IoSlice<'_>; 1]> = run.iter().map(|(_, data)| [IoSlice::new(data)]).collect();
-    let addrs: Vec<Option<SockaddrStorage>> = run
-        .iter()
-        .map(|(dest, _)| Some(SockaddrStorage::from(dest.addr)))
-        .collect();
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(run.len(), None);
+    for chunk in run.chunks(RUN_CHUNK) {
+        send_chunk(inner, endpoint, chunk, failed);
+    }
+}
+
+/// Most datagrams handed to one `sendmmsg`: a call actor's event sends two or three, and
+/// the headers for this many live on the stack and in one reused per-thread table.
+const RUN_CHUNK: usize = 8;
+
+thread_local! {
+    /// `sendmmsg`'s message headers, allocated once per thread instead of per call (nix
+    /// rewrites every field it passes to the kernel on each use).
+    static HEADERS: std::cell::RefCell<MultiHeaders<SockaddrStorage>> =
+        std::cell::RefCell::new(MultiHeaders::preallocate(RUN_CHUNK, None));
+}
+
+fn send_chunk(
+    inner: &Inner,
+    endpoint: &UdpEndpoint,
+    chunk: &[(Destination, Bytes)],
+    failed: &mut dyn FnMut(&Destination, SendError),
+) {
+    let mut slices = [[IoSlice::new(&[])]; RUN_CHUNK];
+    let mut addrs: [Option<SockaddrStorage>; RUN_CHUNK] = [None; RUN_CHUNK];
+    for ((slice, addr), (dest, data)) in slices.iter_mut().zip(addrs.iter_mut()).zip(chunk) {
+        *slice = [IoSlice::new(data)];
+        *addr = Some(SockaddrStorage::from(dest.addr));
+    }
+    let n = chunk.len().min(RUN_CHUNK);
     let no_control: [ControlMessage<'_>; 0] = [];
-    let sent = match sendmmsg(
-        endpoint.socket.as_raw_fd(),
-        &mut headers,
-        &slices,
-        &addrs,
-        no_control,
-        MsgFlags::empty(),
-    ) {
-        Ok(results) => results.count(),
-        // The first datagram failed: the loop below sends each on its own, so each gets
-        // the outcome (and the log line) a single send would.
-        Err(_) => 0,
-    };
-    for (index, (dest, data)) in run.iter().enumerate() {
+    let sent = HEADERS.with(|headers| {
+        let Ok(mut headers) = headers.try_borrow_mut() else {
+            return 0; // not reentrant; the loop below sends one by one
+        };
+        match sendmmsg(
+            endpoint.socket.as_raw_fd(),
+            &mut headers,
+            slices.get(..n).unwrap_or_default(),
+            addrs.get(..n).unwrap_or_default(),
+            no_control,
+            MsgFlags::empty(),
+        ) {
+            Ok(results) => results.count(),
+            // The first datagram failed: the loop below sends each on its own, so each gets
+            // the outcome (and the log line) a single send would.
+            Err(_) => 0,
+        }
+    });
+    for (index, (dest, data)) in chunk.iter().enumerate() {
         if index < sent {
             trace!(local = %endpoint.local, remote = %dest.addr, len = data.len(), "UDP datagram sent");
         } else if let Err(error) = send_on(inner, endpoint, dest.addr, data) {
