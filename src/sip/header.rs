@@ -297,4 +297,75 @@ mod tests {
         }
         assert_eq!(HeaderName::Other.canonical(), None);
     }
+
+    #[test]
+    fn every_known_name_is_found_in_any_case_and_nothing_else_is() {
+        let known = [
+            (&b"via"[..], HeaderName::Via),
+            (&b"from"[..], HeaderName::From),
+            (&b"to"[..], HeaderName::To),
+            (&b"call-id"[..], HeaderName::CallId),
+            (&b"cseq"[..], HeaderName::CSeq),
+            (&b"contact"[..], HeaderName::Contact),
+            (&b"max-forwards"[..], HeaderName::MaxForwards),
+            (&b"content-type"[..], HeaderName::ContentType),
+            (&b"content-length"[..], HeaderName::ContentLength),
+            (&b"route"[..], HeaderName::Route),
+            (&b"record-route"[..], HeaderName::RecordRoute),
+            (&b"authorization"[..], HeaderName::Authorization),
+            (&b"proxy-authorization"[..], HeaderName::ProxyAuthorization),
+            (&b"www-authenticate"[..], HeaderName::WwwAuthenticate),
+            (&b"proxy-authenticate"[..], HeaderName::ProxyAuthenticate),
+            (&b"expires"[..], HeaderName::Expires),
+            (&b"min-expires"[..], HeaderName::MinExpires),
+            (&b"refer-to"[..], HeaderName::ReferTo),
+            (&b"referred-by"[..], HeaderName::ReferredBy),
+            (&b"replaces"[..], HeaderName::Replaces),
+            (&b"event"[..], HeaderName::Event),
+            (&b"subscription-state"[..], HeaderName::SubscriptionState),
+            (&b"require"[..], HeaderName::Require),
+            (&b"supported"[..], HeaderName::Supported),
+            (&b"unsupported"[..], HeaderName::Unsupported),
+            (&b"proxy-require"[..], HeaderName::ProxyRequire),
+            (&b"allow"[..], HeaderName::Allow),
+            (&b"session-expires"[..], HeaderName::SessionExpires),
+            (&b"min-se"[..], HeaderName::MinSe),
+            (&b"reason"[..], HeaderName::Reason),
+            (&b"warning"[..], HeaderName::Warning),
+            (&b"user-agent"[..], HeaderName::UserAgent),
+            (&b"server"[..], HeaderName::Server),
+            (&b"accept"[..], HeaderName::Accept),
+            (&b"refer-sub"[..], HeaderName::ReferSub),
+            (&b"p-asserted-identity"[..], HeaderName::PAssertedIdentity),
+            (&b"call-info"[..], HeaderName::CallInfo),
+            (&b"retry-after"[..], HeaderName::RetryAfter),
+        ];
+        for (name, header) in known {
+            let lower = std::str::from_utf8(name).unwrap();
+            let canonical = header.canonical().unwrap();
+            assert!(
+                canonical.eq_ignore_ascii_case(lower),
+                "{lower} ~ {canonical}"
+            );
+            for spelling in [lower.to_owned(), lower.to_uppercase(), canonical.to_owned()] {
+                assert_eq!(
+                    HeaderName::from_bytes(spelling.as_bytes()),
+                    header,
+                    "{spelling}"
+                );
+            }
+            if name.len() > 2 {
+                let mut near = name.to_vec();
+                near[1] = if near[1] == b'x' { b'y' } else { b'x' };
+                assert_eq!(HeaderName::from_bytes(&near), HeaderName::Other, "{near:?}");
+                // (A two-letter name cut to one letter is a compact form.)
+                assert_eq!(
+                    HeaderName::from_bytes(&name[..name.len() - 1]),
+                    HeaderName::Other
+                );
+            }
+        }
+        assert_eq!(HeaderName::from_bytes(b""), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"\xff\xfe"), HeaderName::Other);
+    }
 }

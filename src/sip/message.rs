@@ -275,9 +275,8 @@ impl SipMessage {
                 HeaderName::CallId => &mut call_id,
                 HeaderName::CSeq => &mut cseq,
                 HeaderName::ContentLength => {
-                    let text = std::str::from_utf8(buf.get(range(e.value_range())).unwrap_or(b""))
-                        .unwrap_or("");
-                    let n = scan::parse_u32(text, 9)
+                    let text = buf.get(range(e.value_range())).unwrap_or_default();
+                    let n = scan::parse_u32_bytes(text, 9)
                         .ok_or(ParseError::BadHeader(HeaderName::ContentLength))?
                         as usize;
                     if content_length.is_some_and(|c| c != n) {

@@ -258,11 +258,22 @@ pub(crate) fn unfold(s: &str) -> String {
 
 /// Parses a decimal number of at most `max_digits` digits (surrounding whitespace allowed).
 pub(crate) fn parse_u32(s: &str, max_digits: usize) -> Option<u32> {
-    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
-    if t.is_empty() || t.len() > max_digits || !t.bytes().all(|c| c.is_ascii_digit()) {
+    parse_u32_bytes(s.as_bytes(), max_digits)
+}
+
+/// [`parse_u32`] on bytes: one pass, no UTF-8 decoding (every message has two such numbers,
+/// CSeq and Content-Length).
+pub(crate) fn parse_u32_bytes(s: &[u8], max_digits: usize) -> Option<u32> {
+    let t = s.trim_ascii();
+    if t.is_empty() || t.len() > max_digits {
         return None;
     }
-    t.parse().ok()
+    t.iter().try_fold(0u32, |n, &c| {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u32::from(c - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -354,5 +365,16 @@ mod tests {
         assert_eq!(parse_u32("4294967296", 10), None);
         assert_eq!(parse_u32("-1", 10), None);
         assert_eq!(parse_u32("", 10), None);
+        assert_eq!(
+            parse_u32("\t\x0c7\r\n", 10),
+            Some(7),
+            "ASCII whitespace is trimmed"
+        );
+        assert_eq!(parse_u32("+1", 10), None);
+        assert_eq!(parse_u32("1 2", 10), None);
+        assert_eq!(parse_u32("4294967295", 10), Some(u32::MAX));
+        assert_eq!(parse_u32("0004294967295", 13), Some(u32::MAX));
+        assert_eq!(parse_u32("123", 2), None);
+        assert_eq!(parse_u32("١٢", 10), None, "non-ASCII digits");
     }
 }

@@ -22,14 +22,17 @@ impl CSeq {
     /// Parses `1*DIGIT LWS Method`; the number must fit in 32 bits (§8.1.1.5).
     pub fn parse(s: &str) -> Result<CSeq, ParseError> {
         const BAD: ParseError = ParseError::BadHeader(HeaderName::CSeq);
+        // Split on bytes: ASCII whitespace is one byte, and no byte of a multi-byte
+        // character is ASCII, so this splits exactly where a split on chars would.
         let mut it = s
-            .split(|c: char| c.is_ascii_whitespace())
+            .as_bytes()
+            .split(u8::is_ascii_whitespace)
             .filter(|p| !p.is_empty());
-        let seq = it.next().and_then(|n| scan::parse_u32(n, 10)).ok_or(BAD)?;
-        let method = it
+        let seq = it
             .next()
-            .and_then(|m| Method::from_token(m.as_bytes()))
+            .and_then(|n| scan::parse_u32_bytes(n, 10))
             .ok_or(BAD)?;
+        let method = it.next().and_then(Method::from_token).ok_or(BAD)?;
         if it.next().is_some() {
             return Err(BAD);
         }
