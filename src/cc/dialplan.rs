@@ -62,13 +62,8 @@ pub fn call_target(
                 .ok_or_else(|| Refuse::new(404, "Not Found", format!("no agent {id}")))?;
             let mut contacts = ep.location().contacts_for(id, now);
             if contacts.is_empty() {
-                if let Some(uri) = &agent.contact {
-                    if let Some(dest) = crate::sip::Uri::parse(uri)
-                        .ok()
-                        .and_then(|u| uri_destination(&u))
-                    {
-                        contacts.push((uri.clone(), dest));
-                    }
+                if let (Some(uri), Some(dest)) = (&agent.contact, agent.contact_destination) {
+                    contacts.push((uri.clone(), dest));
                 }
             }
             if contacts.is_empty() {

@@ -283,6 +283,11 @@ pub struct Agent {
     pub contact: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Derived when the config is validated: where `contact` points when its host is an IP
+    /// literal (`None` otherwise). Every call to the agent needs it; parsing the URI once
+    /// per config spares a parse per call. Not a config key.
+    #[serde(skip)]
+    pub contact_destination: Option<crate::transport::Destination>,
 }
 
 impl Agent {

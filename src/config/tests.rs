@@ -254,6 +254,23 @@ fn agents_are_found_by_their_static_contact_address() {
     assert_eq!(found("127.0.0.1:5092"), None);
     // A host name is not an address a request can come from.
     assert_eq!(c.static_contacts.len(), 2);
+    // Where calls to each agent go, derived once from the contact.
+    let dest = |id: &str| {
+        c.agent(id)
+            .unwrap()
+            .contact_destination
+            .map(|d| (d.protocol, d.addr.to_string()))
+    };
+    use crate::transport::Protocol;
+    assert_eq!(dest("1001"), Some((Protocol::Udp, "127.0.0.1:5091".into())));
+    assert_eq!(dest("1002"), Some((Protocol::Tcp, "127.0.0.1:5091".into())));
+    assert_eq!(dest("1003"), Some((Protocol::Udp, "[::1]:5060".into())));
+    assert_eq!(dest("1004"), None);
+    // It is not a config key.
+    assert!(Config::from_toml_str(&with(
+        "[[agents]]\nid = \"9\"\npassword = \"p\"\ncontact_destination = \"x\"\n"
+    ))
+    .is_err());
 }
 
 #[test]

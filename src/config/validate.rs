@@ -184,13 +184,14 @@ fn build(raw: RawConfig, issues: &mut Issues) -> Config {
     issues.positive("cdr.flush_ms", raw.cdr.flush_ms);
 
     let mut static_contacts = std::collections::HashMap::new();
-    for (index, agent) in raw.agents.iter().enumerate() {
-        let addr = agent
+    let mut agents = raw.agents;
+    for (index, agent) in agents.iter_mut().enumerate() {
+        let uri = agent
             .contact
             .as_deref()
-            .and_then(|c| crate::sip::Uri::parse(c).ok())
-            .and_then(|uri| uri.socket_addr());
-        if let Some(addr) = addr {
+            .and_then(|c| crate::sip::Uri::parse(c).ok());
+        agent.contact_destination = uri.as_ref().and_then(crate::incoming::uri_destination);
+        if let Some(addr) = uri.and_then(|uri| uri.socket_addr()) {
             static_contacts.entry(addr).or_insert(index);
         }
     }
@@ -199,7 +200,7 @@ fn build(raw: RawConfig, issues: &mut Issues) -> Config {
         registrar: raw.registrar,
         http,
         trunks,
-        agents: raw.agents,
+        agents,
         queues,
         ivr: raw.ivr,
         external_numbers: raw.external_numbers,
