@@ -203,23 +203,38 @@ impl<'a> Iterator for ListIter<'a> {
             let start = self.pos;
             let mut i = start;
             let mut in_angle = false;
-            while let Some(&c) = v.get(i) {
-                match c {
-                    b'"' if !in_angle => match skip_quoted(v, i) {
-                        Some(end) => {
-                            i = end;
-                            continue;
-                        }
+            // Jump between the bytes that matter (memchr): inside <...> only the `>` that
+            // closes it; outside, a quote, a `<` or the `,` that ends the element.
+            loop {
+                let rest = v.get(i..).unwrap_or_default();
+                let next = if in_angle {
+                    memchr::memchr(b'>', rest)
+                } else {
+                    memchr::memchr3(b'"', b'<', b',', rest)
+                };
+                let Some(offset) = next else {
+                    i = v.len();
+                    break;
+                };
+                i += offset;
+                match v.get(i) {
+                    Some(b'"') => match skip_quoted(v, i) {
+                        Some(end) => i = end,
                         // Unterminated quote: the rest is one (malformed) element.
-                        None => i = v.len(),
+                        None => {
+                            i = v.len();
+                            break;
+                        }
                     },
-                    b'<' => in_angle = true,
-                    b'>' => in_angle = false,
-                    b',' if !in_angle => break,
-                    _ => {}
-                }
-                if i < v.len() {
-                    i += 1;
+                    Some(b'<') => {
+                        in_angle = true;
+                        i += 1;
+                    }
+                    Some(b'>') => {
+                        in_angle = false;
+                        i += 1;
+                    }
+                    _ => break, // the `,`
                 }
             }
             let end = i.min(v.len());
@@ -279,6 +294,53 @@ pub(crate) fn parse_u32_bytes(s: &[u8], max_digits: usize) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The element boundaries as a byte-at-a-time reading of §7.3.1 finds them: the
+    /// reference `split_list` is checked against.
+    fn split_list_bytewise(s: &str) -> Vec<&str> {
+        let v = s.as_bytes();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < v.len() {
+            let start = pos;
+            let mut i = start;
+            let mut in_angle = false;
+            while let Some(&c) = v.get(i) {
+                match c {
+                    b'"' if !in_angle => match skip_quoted(v, i) {
+                        Some(end) => {
+                            i = end;
+                            continue;
+                        }
+                        None => i = v.len(),
+                    },
+                    b'<' => in_angle = true,
+                    b'>' => in_angle = false,
+                    b',' if !in_angle => break,
+                    _ => {}
+                }
+                if i < v.len() {
+                    i += 1;
+                }
+            }
+            let end = i.min(v.len());
+            pos = end.saturating_add(1);
+            let item = s.get(start..end).unwrap_or("").trim();
+            if !item.is_empty() {
+                out.push(item);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn list_split_finds_the_bytewise_boundaries(
+            s in "[a-z ,;<>\"\\\\=@:]{0,40}",
+        ) {
+            proptest::prop_assert_eq!(split_list(&s).collect::<Vec<_>>(), split_list_bytewise(&s));
+        }
+    }
 
     #[test]
     fn list_split_ignores_commas_in_quotes_and_angles() {
