@@ -173,7 +173,7 @@ impl Endpoint {
 
     /// Sends `messages` in order without waiting (consecutive UDP datagrams in one system
     /// call); returns the destinations a send failed for, each once.
-    pub fn send_all(&self, messages: Vec<(Destination, Bytes)>) -> Vec<Destination> {
+    pub fn send_all(&self, messages: &[(Destination, Bytes)]) -> Vec<Destination> {
         let mut failed: Vec<Destination> = Vec::new();
         let mut note = |dest: &Destination| {
             if !failed.contains(dest) {

@@ -241,9 +241,11 @@ fn flush(ep: &Endpoint, call: &mut Call) {
     loop {
         let outbox = call.take_outbox();
         if outbox.is_empty() {
+            call.restore_outbox(outbox);
             return;
         }
-        let failed = ep.send_all(outbox);
+        let failed = ep.send_all(&outbox);
+        call.restore_outbox(outbox);
         if failed.is_empty() {
             return;
         }

@@ -67,7 +67,7 @@ impl<'a> Parts<'a> {
             memchr::memchr2(b';', b'<', b).filter(|&i| b.get(i) == Some(&b'<'))
         {
             let name = s.get(..lt).ok_or(ParseError::BadUri)?.trim();
-            if name.contains(['"', ',', '>']) {
+            if memchr::memchr3(b'"', b',', b'>', name.as_bytes()).is_some() {
                 return Err(ParseError::BadUri);
             }
             let display = if name.is_empty() {
@@ -81,7 +81,7 @@ impl<'a> Parts<'a> {
             if !bare_headers_ok && scan::is_bare_uri_with_headers(b) {
                 return Err(ParseError::UnbracketedUriHeaders(HeaderName::Other));
             }
-            let end = s.find(';').unwrap_or(s.len());
+            let end = memchr::memchr(b';', b).unwrap_or(s.len());
             return Ok(Parts {
                 display: DisplayName::None,
                 uri: s.get(..end).ok_or(ParseError::BadUri)?,
@@ -89,7 +89,7 @@ impl<'a> Parts<'a> {
             });
         };
         // rest starts with '<'
-        let gt = rest.find('>').ok_or(ParseError::BadUri)?;
+        let gt = memchr::memchr(b'>', rest.as_bytes()).ok_or(ParseError::BadUri)?;
         Ok(Parts {
             display,
             uri: rest.get(1..gt).ok_or(ParseError::BadUri)?,

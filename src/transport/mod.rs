@@ -431,7 +431,7 @@ impl Transport {
     /// each message that could not be sent.
     pub fn send_all(
         &self,
-        messages: Vec<(Destination, Bytes)>,
+        messages: &[(Destination, Bytes)],
         failed: &mut dyn FnMut(&Destination, SendError),
     ) {
         // The UDP socket a message leaves by; `None` for TCP, no socket, or shutdown (where
@@ -441,7 +441,7 @@ impl Transport {
                 .then(|| udp::endpoint_for(&self.inner, dest.addr).ok())
                 .flatten()
         };
-        let mut rest = messages.as_slice();
+        let mut rest = messages;
         while let Some(((dest, data), after)) = rest.split_first() {
             let socket = udp_socket(dest);
             let run_len = socket.map_or(1, |socket| {

@@ -250,7 +250,7 @@ async fn send_all_sends_every_message_in_order_and_reports_failures() {
         (udp(&bob), msg("b3")),
     ];
     let mut failed = Vec::new();
-    h.transport.send_all(messages, &mut |dest, error| {
+    h.transport.send_all(&messages, &mut |dest, error| {
         failed.push((*dest, error));
     });
     assert!(
@@ -276,11 +276,11 @@ async fn send_all_sends_every_message_in_order_and_reports_failures() {
 
     // A run longer than one sendmmsg chunk: every datagram arrives, in order.
     let texts: Vec<String> = (0..19).map(|i| format!("r{i}")).collect();
-    let long_run = texts
+    let long_run: Vec<_> = texts
         .iter()
         .map(|t| (udp(&alice), Bytes::from(t.clone())))
         .collect();
-    h.transport.send_all(long_run, &mut |dest, error| {
+    h.transport.send_all(&long_run, &mut |dest, error| {
         panic!("{dest:?}: {error:?}");
     });
     for text in &texts {
@@ -295,7 +295,7 @@ async fn send_all_sends_every_message_in_order_and_reports_failures() {
     h.shutdown.send(true).unwrap();
     let mut after = 0;
     h.transport.send_all(
-        vec![(udp(&alice), msg("x")), (udp(&bob), msg("y"))],
+        &[(udp(&alice), msg("x")), (udp(&bob), msg("y"))],
         &mut |_, e| {
             assert!(matches!(e, SendError::Shutdown));
             after += 1;
