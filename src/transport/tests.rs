@@ -579,11 +579,30 @@ async fn tcp_connection_limits_refuse_the_next_connection() {
 
 #[tokio::test]
 async fn shutdown_stops_listeners_and_closes_connections() {
-    let h = Harness::start(&["tcp:127.0.0.1:0", "udp:127.0.0.1:0"], Limits::default()).await;
+    let mut h = Harness::start(&["tcp:127.0.0.1:0", "udp:127.0.0.1:0"], Limits::default()).await;
     let server = h.addr(Protocol::Tcp, false);
     let mut client = TcpStream::connect(server).await.unwrap();
     h.wait_connections(1).await;
+    // The UDP receiver delivers before shutdown and stops after it, even while idle.
+    let udp_server = h.addr(Protocol::Udp, false);
+    let udp_client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_client
+        .send_to(OPTIONS.as_bytes(), udp_server)
+        .await
+        .unwrap();
+    h.next_message().await;
     h.shutdown.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    udp_client
+        .send_to(OPTIONS.as_bytes(), udp_server)
+        .await
+        .unwrap();
+    assert!(
+        timeout(Duration::from_millis(200), h.inbound.recv())
+            .await
+            .is_err(),
+        "a datagram was delivered after shutdown"
+    );
     assert!(read_to_eof(&mut client).await.is_empty());
     h.wait_connections(0).await;
     let dest = Destination {

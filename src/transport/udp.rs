@@ -50,12 +50,17 @@ pub(super) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, loca
     // One byte more than allowed, so an oversized datagram is seen as such (the kernel
     // truncates it to the buffer).
     let mut buf = vec![0u8; max.min(MAX_DATAGRAM).saturating_add(1)];
+    // One shutdown future for the loop's whole life: it registers its waiter on the watch
+    // channel once. A future made per iteration registered and dropped a waiter each time
+    // the socket ran dry (about once per call at 2,000 calls/s: ~2,800 instructions).
+    let mut shutdown_watch = inner.shutdown.clone();
+    let shutdown_signal = wait_shutdown(&mut shutdown_watch);
+    tokio::pin!(shutdown_signal);
     let mut shutdown = inner.shutdown.clone();
     loop {
         let (len, remote) = tokio::select! {
-            // Receive first: while datagrams are queued the shutdown future is never polled
-            // (polling it registers and drops a waiter on the watch channel each time); the
-            // cheap version check below keeps a flood from delaying shutdown.
+            // Receive first; the cheap version check below keeps a flood (the receive always
+            // ready) from delaying shutdown.
             biased;
             received = socket.recv_from(&mut buf) => match received {
                 Ok(received) => received,
@@ -66,7 +71,7 @@ pub(super) async fn receive_loop(inner: Arc<Inner>, socket: Arc<UdpSocket>, loca
                     continue;
                 }
             },
-            () = wait_shutdown(&mut shutdown) => break,
+            () = &mut shutdown_signal => break,
         };
         if shutdown.has_changed().unwrap_or(true) && *shutdown.borrow_and_update() {
             break;
