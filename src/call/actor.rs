@@ -239,13 +239,12 @@ fn now() -> Instant {
 /// (RFC 3261 §17.1.4), which the core turns into a failed leg.
 fn flush(ep: &Endpoint, call: &mut Call) {
     loop {
+        // The outbox is taken, not drained in place: a held call then keeps no buffer.
         let outbox = call.take_outbox();
         if outbox.is_empty() {
-            call.restore_outbox(outbox);
             return;
         }
         let failed = ep.send_all(&outbox);
-        call.restore_outbox(outbox);
         if failed.is_empty() {
             return;
         }

@@ -564,14 +564,7 @@ impl Call {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Hands back a sent (emptied) outbox so its allocation serves the next event, unless
-    /// something was queued meanwhile.
-    pub fn restore_outbox(&mut self, mut sent: Vec<(Destination, Bytes)>) {
-        if self.outbox.is_empty() {
-            sent.clear();
-            self.outbox = sent;
-        }
-    }
+
 
     /// The earliest timer of the call.
     pub fn next_deadline(&self) -> Option<Instant> {
