@@ -564,8 +564,6 @@ impl Call {
         std::mem::take(&mut self.outbox)
     }
 
-
-
     /// The earliest timer of the call.
     pub fn next_deadline(&self) -> Option<Instant> {
         let txn = self

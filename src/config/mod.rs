@@ -94,6 +94,10 @@ pub struct Config {
     /// index in `agents` (the first one, if two share an address). Looked up for every
     /// INVITE, so it is built once per config instead of parsing every contact per call.
     pub static_contacts: std::collections::HashMap<SocketAddr, usize>,
+    /// Derived: agent id → index in `agents` (the first, if an id repeated). An INVITE looks
+    /// agents up by id two or three times (dialled number, caller, target), and a contact
+    /// centre has hundreds of them: a scan of every agent per lookup grew with the roster.
+    pub agent_index: std::collections::HashMap<String, usize>,
 }
 
 /// `[sip]`: sockets, domain/realm, RFC 3261 timers and resource bounds.
@@ -536,7 +540,9 @@ impl Config {
     }
 
     pub fn agent(&self, id: &str) -> Option<&Agent> {
-        self.agents.iter().find(|a| a.id == id)
+        self.agent_index
+            .get(id)
+            .and_then(|&index| self.agents.get(index))
     }
 
     pub fn queue(&self, name: &str) -> Option<&Queue> {

@@ -274,6 +274,24 @@ fn agents_are_found_by_their_static_contact_address() {
 }
 
 #[test]
+fn agents_are_found_by_id_among_many() {
+    let roster: String = (0..300)
+        .map(|i| format!("[[agents]]\nid = \"{}\"\npassword = \"pw\"\n", 3000 + i))
+        .collect();
+    let c = Config::from_toml_str(&with(&roster)).unwrap();
+    for id in ["3000", "3123", "3299"] {
+        assert_eq!(c.agent(id).map(|a| a.id.as_str()), Some(id));
+    }
+    for unknown in ["2999", "3300", "", "3000 "] {
+        assert!(c.agent(unknown).is_none(), "{unknown:?}");
+    }
+    assert_eq!(
+        c.target_for_number("3123"),
+        Some(Target::Agent("3123".into()))
+    );
+}
+
+#[test]
 fn numbers_are_one_namespace() {
     let src = with(
         "[[agents]]\nid = \"100\"\npassword = \"p\"\n\

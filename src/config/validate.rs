@@ -195,6 +195,10 @@ fn build(raw: RawConfig, issues: &mut Issues) -> Config {
             static_contacts.entry(addr).or_insert(index);
         }
     }
+    let mut agent_index = std::collections::HashMap::with_capacity(agents.len());
+    for (index, agent) in agents.iter().enumerate() {
+        agent_index.entry(agent.id.clone()).or_insert(index);
+    }
     let config = Config {
         sip,
         registrar: raw.registrar,
@@ -209,6 +213,7 @@ fn build(raw: RawConfig, issues: &mut Issues) -> Config {
         cdr: raw.cdr,
         limits: raw.limits,
         static_contacts,
+        agent_index,
     };
     cross_checks(&config, issues);
     config
