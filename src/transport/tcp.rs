@@ -159,6 +159,18 @@ async fn read_loop(
     let mut framer = Framer::new(max);
     // When the buffer last went from empty to holding part of a message.
     let mut partial_since: Option<Instant> = None;
+    // The futures below live as long as the loop: a read does not arm and drop two timers
+    // and two watch waiters. The idle timer is re-armed lazily: when it fires early (the
+    // connection moved bytes since), it moves to the new deadline instead of closing.
+    let idle = tokio::time::sleep_until(conn.activity.idle_at(limits.tcp_idle_timeout));
+    tokio::pin!(idle);
+    let slow = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(slow);
+    let closed = conn.closer.closed();
+    tokio::pin!(closed);
+    let mut shutdown_watch = inner.shutdown.clone();
+    let shutdown_signal = wait_shutdown(&mut shutdown_watch);
+    tokio::pin!(shutdown_signal);
     loop {
         loop {
             let status = match framer.next(&buf) {
@@ -206,15 +218,15 @@ async fn read_loop(
         if buf.capacity().saturating_sub(buf.len()) < MIN_READ {
             buf.reserve(READ_CHUNK);
         }
+        // A slow sender (part of a message, then silence) is cut off, so half-sent messages
+        // cannot pin buffers and connections (robustness issue, limits).
         if buf.is_empty() {
             partial_since = None;
         } else if partial_since.is_none() {
-            partial_since = Some(Instant::now());
+            let now = Instant::now();
+            partial_since = Some(now);
+            slow.as_mut().reset(now + limits.slow_sender_timeout);
         }
-        // A slow sender (part of a message, then silence) is cut off, so half-sent messages
-        // cannot pin buffers and connections (robustness issue, limits).
-        let slow_at = partial_since.map(|t| t + limits.slow_sender_timeout);
-        let idle_at = conn.activity.idle_at(limits.tcp_idle_timeout);
         tokio::select! {
             read_result = read.read_buf(&mut buf) => match read_result {
                 Ok(0) => return "closed by peer",
@@ -227,27 +239,22 @@ async fn read_loop(
                     return "read error";
                 }
             },
-            () = tokio::time::sleep_until(idle_at) => {
-                // Writes may have moved the deadline; only close if it still passed.
-                if conn.activity.idle_at(limits.tcp_idle_timeout) <= Instant::now() {
+            () = &mut idle => {
+                // Reads and writes since it was armed moved the deadline: close only if it
+                // has passed, else wait for the new one.
+                let idle_at = conn.activity.idle_at(limits.tcp_idle_timeout);
+                if idle_at <= Instant::now() {
                     return "idle timeout";
                 }
+                idle.as_mut().reset(idle_at);
             }
-            () = sleep_opt(slow_at) => {
+            () = &mut slow, if partial_since.is_some() => {
                 debug!(id = %conn.id, remote = %conn.remote, "slow sender: partial message stalled");
                 return "slow sender";
             }
-            () = conn.closer.closed() => return "closed",
-            () = wait_shutdown(&mut shutdown) => return "shutdown",
+            () = &mut closed => return "closed",
+            () = &mut shutdown_signal => return "shutdown",
         }
-    }
-}
-
-/// Sleeps until `at`, or forever when there is no deadline.
-async fn sleep_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -470,6 +470,36 @@ async fn tcp_idle_connection_is_closed() {
 }
 
 #[tokio::test]
+async fn tcp_connection_that_keeps_talking_is_not_idle() {
+    let limits = Limits {
+        tcp_idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let mut h = Harness::start(&["tcp:127.0.0.1:0"], limits).await;
+    let mut client = TcpStream::connect(h.addr(Protocol::Tcp, false))
+        .await
+        .unwrap();
+    h.wait_connections(1).await;
+    // A message every 200 ms for 1 s: each moves the deadline, so the timer armed at the
+    // start (300 ms) must not close the connection.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.write_all(OPTIONS.as_bytes()).await.unwrap();
+        h.next_message().await;
+    }
+    assert_eq!(h.transport.connection_count(), 1);
+    // Then silence: closed about 300 ms after the last message.
+    let started = tokio::time::Instant::now();
+    assert!(read_to_eof(&mut client).await.is_empty());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "closed after {waited:?}"
+    );
+    h.wait_connections(0).await;
+}
+
+#[tokio::test]
 async fn tcp_reply_goes_back_over_the_inbound_connection() {
     let mut h = Harness::start(&["tcp:127.0.0.1:0"], Limits::default()).await;
     let mut client = TcpStream::connect(h.addr(Protocol::Tcp, false))
