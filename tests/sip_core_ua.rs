@@ -207,6 +207,69 @@ async fn a_call_forks_to_every_registered_phone_and_the_others_hear_completed_el
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_over_tcp_gets_handovers_contact_with_transport_tcp() {
+    let toml = ua::harness::config("127.0.0.1/32", None, "");
+    let (server, udp, tcp) = start(&toml).await;
+    let mut desk = UdpUa::bind(udp, "1001").await;
+    register(&mut desk, "1001", "pass1001", 3600).await;
+    let mut cust = ua::TcpUa::connect(tcp).await;
+    let ids = Ids::new();
+    let offer = invite("1001", &ids, &[], &customer_sdp(1, "sendrecv"))
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace(
+            "<sip:cust@{ip}:{port}>",
+            "<sip:cust@{ip}:{port};transport=tcp>",
+        );
+    cust.send_raw(&offer).await.unwrap();
+    let on_desk = desk.expect_request(Method::Invite, T).await;
+    // The agent's leg is UDP: no transport parameter there.
+    assert_eq!(
+        must_header(&on_desk, HeaderName::Contact),
+        format!("<sip:handover@{udp}>")
+    );
+    desk.reply(
+        &on_desk,
+        200,
+        Some(&tag()),
+        &[],
+        Some(("application/sdp", &ua::harness::agent_sdp(1, "sendrecv"))),
+    )
+    .await;
+    desk.expect_request(Method::Ack, T).await;
+    let ok = cust.expect_status(200, T).await;
+    // The customer's leg is TCP: its in-dialog requests must come back over TCP
+    // (RFC 3261 §19.1.1 `transport` parameter).
+    assert_eq!(
+        must_header(&ok, HeaderName::Contact),
+        format!("<sip:handover@{tcp};transport=tcp>")
+    );
+    let target = ua::harness::contact_uri(&must_header(&ok, HeaderName::Contact));
+    let to = must_header(&ok, HeaderName::To);
+    let in_dialog = |method: &str, cseq: u32| {
+        ids.fill(&ua::wire(
+            &[
+                &format!("{method} {target} SIP/2.0"),
+                &format!("Via: SIP/2.0/TCP {{ip}}:{{port}};branch={}", branch()),
+                "Max-Forwards: 70",
+                "From: \"Customer\" <sip:+3215551234@{ip}:{port}>;tag={ftag}",
+                &format!("To: {to}"),
+                "Call-ID: {cid}",
+                &format!("CSeq: {cseq} {method}"),
+                "Content-Length: 0",
+            ],
+            "",
+        ))
+    };
+    cust.send_raw(&in_dialog("ACK", 1)).await.unwrap();
+    cust.send_raw(&in_dialog("BYE", 2)).await.unwrap();
+    cust.expect_status(200, T).await;
+    let bye = desk.expect_request(Method::Bye, T).await;
+    desk.reply(&bye, 200, None, &[], None).await;
+    assert_idle(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_direct_call_ends_with_480_after_the_ring_timeout() {
     let mut agent = UdpUa::bind("127.0.0.1:9".parse().unwrap(), "2001").await;
     let toml = ua::harness::config("127.0.0.1/32", Some(agent.port()), "ring_timeout_s = 1");

@@ -101,6 +101,7 @@ fn next_line(buf: &[u8], pos: usize) -> Result<(usize, usize), LineFault> {
     }
 }
 
+/// Moves `end` back over spaces and tabs, not before `start`.
 fn trim_end(buf: &[u8], start: usize, mut end: usize) -> usize {
     while end > start && matches!(buf.get(end - 1), Some(b' ' | b'\t')) {
         end -= 1;
