@@ -71,10 +71,21 @@ fn main() -> ExitCode {
 /// Measured side by side with the shared harness on 2 vCPUs: CPU per call at 2000 calls/s
 /// fell from ~185 µs to ~150 µs, at 1000 calls/s from ~240 µs to ~195 µs. More workers
 /// spread calls over more cores when one is not enough.
+///
+/// One worker is tokio's current-thread scheduler, on the main thread: the multi-thread
+/// scheduler with a single worker still pays for what only several need (work-stealing
+/// queues and atomics, and per-batch poll statistics that read the clock and call `pow`),
+/// ~1.7 % of the instructions per call (`bench/instructions.sh`).
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let from_env = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
+    if workers <= 1 && !from_env {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(workers.max(1));
+    if !from_env {
+        builder.worker_threads(workers);
     }
     builder.enable_all().build()
 }
@@ -135,5 +146,30 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime;
+    use tokio::runtime::RuntimeFlavor;
+
+    #[test]
+    fn one_worker_is_the_current_thread_scheduler_and_more_are_the_multi_thread_one() {
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+            return; // the variable chooses the multi-thread scheduler on purpose
+        }
+        let one = runtime(1).unwrap();
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        // What the server needs of it: spawned tasks, blocking work (the CDR writer), timers.
+        let answer = one.block_on(async {
+            let task = tokio::spawn(async { 40 });
+            let blocking = tokio::task::spawn_blocking(|| 2);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            task.await.unwrap() + blocking.await.unwrap()
+        });
+        assert_eq!(answer, 42);
+        let two = runtime(2).unwrap();
+        assert_eq!(two.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
     }
 }
