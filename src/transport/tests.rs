@@ -325,6 +325,63 @@ async fn udp_oversized_datagram_is_too_large_with_head() {
     assert_eq!(h.transport.stats().framing_errors, 1);
 }
 
+/// Datagrams queued faster than the loop reads them are taken several per system call
+/// (`recvmmsg`): each must still arrive once, whole, in order, with its own sender, and a
+/// keep-alive or an oversized one among them must not disturb its neighbours.
+#[tokio::test]
+async fn udp_burst_arrives_whole_in_order_with_each_sender() {
+    let limits = Limits {
+        max_message_bytes: 600,
+        ..Limits::default()
+    };
+    let mut h = Harness::start(&["udp:127.0.0.1:0"], limits).await;
+    let server = h.addr(Protocol::Udp, false);
+    let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Sent without yielding to the receive loop (one thread), so they queue in the socket:
+    // more than one batch's worth.
+    let mut expected = Vec::new();
+    for i in 0..21 {
+        let sender = if i % 3 == 0 { &bob } else { &alice };
+        let text = match i {
+            9 => "\r\n\r\n".to_string(), // keep-alive: ignored
+            13 => OPTIONS.replace("Content-Length: 0", "Content-Length: 700") + &"y".repeat(700),
+            _ => OPTIONS.replace("opt1@", &format!("burst{i}{}@", "x".repeat(i * 7))),
+        };
+        sender.send_to(text.as_bytes(), server).await.unwrap();
+        if i != 9 {
+            expected.push((i, text, sender.local_addr().unwrap()));
+        }
+    }
+    for (i, text, from) in expected {
+        match timeout(WAIT, h.inbound.recv()).await.unwrap().unwrap() {
+            Inbound::Message { data, source } => {
+                assert_ne!(i, 13, "the oversized datagram came as a message");
+                assert_eq!(data, text.as_bytes(), "datagram {i}");
+                assert_eq!(source.remote, from, "datagram {i}");
+                assert_eq!(source.local, server);
+            }
+            Inbound::FramingError {
+                head,
+                error,
+                source,
+            } => {
+                assert_eq!(i, 13, "datagram {i} came as a framing error");
+                assert_eq!(error, FramingError::TooLarge { limit: 600 });
+                assert!(text.as_bytes().starts_with(&head), "datagram {i}");
+                assert_eq!(source.remote, from);
+            }
+        }
+    }
+    assert_eq!(h.transport.stats().framing_errors, 1);
+    assert!(
+        timeout(Duration::from_millis(100), h.inbound.recv())
+            .await
+            .is_err(),
+        "nothing more arrives"
+    );
+}
+
 #[tokio::test]
 async fn tcp_partial_reads_pipelining_and_ping() {
     let mut h = Harness::start(&["tcp:127.0.0.1:0"], Limits::default()).await;
