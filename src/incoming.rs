@@ -6,9 +6,10 @@
 //! for it. Responses go back per RFC 3261 §18.2.2: over the same connection for TCP, and for
 //! UDP to the source address (rport) or to the received IP and the Via port.
 
+use std::cell::OnceCell;
 use std::net::SocketAddr;
 
-use crate::sip::{response_to, HeaderName, Host, MessageBuilder, SipMessage, Via};
+use crate::sip::{response_to, HeaderName, Host, MessageBuilder, SentBy, SipMessage, Via};
 use crate::transport::{Destination, Protocol, Source};
 
 /// A parsed request plus its transport facts.
@@ -16,15 +17,24 @@ use crate::transport::{Destination, Protocol, Source};
 pub struct IncomingRequest {
     pub msg: SipMessage,
     pub source: Source,
-    /// The top Via as parsed (validated by the dispatcher before the request gets here).
-    pub via: Via,
+    /// What answering needs of the top Via (the whole value is checked when the request is
+    /// read).
+    pub via: SentBy,
+    /// The top Via with `received`/`rport` filled in, built for the first response that
+    /// needs it and reused by the next (100, 180 and 200 of one INVITE).
+    response_via: OnceCell<String>,
 }
 
 impl IncomingRequest {
     /// Parses the top Via; a request without a usable Via cannot be answered.
     pub fn new(msg: SipMessage, source: Source) -> Result<Self, crate::sip::ParseError> {
-        let via = msg.top_via()?;
-        Ok(IncomingRequest { msg, source, via })
+        let via = msg.top_sent_by()?;
+        Ok(IncomingRequest {
+            msg,
+            source,
+            via,
+            response_via: OnceCell::new(),
+        })
     }
 
     /// Where responses to this request go (RFC 3261 §18.2.2, RFC 3581 §4).
@@ -33,40 +43,24 @@ impl IncomingRequest {
     }
 
     /// The top Via with `received`/`rport` filled in, as it must appear in responses.
-    pub fn response_top_via(&self) -> String {
-        let mut via = self.via.clone();
-        let source_ip = self.source.remote.ip();
-        let host_is_source = matches!(via.host.ip(), Some(ip) if ip == source_ip);
-        let wants_rport = via.rport().is_some();
-        via.params.retain(|p| {
-            !(p.name.eq_ignore_ascii_case("received")
-                || (wants_rport && p.name.eq_ignore_ascii_case("rport")))
-        });
-        if !host_is_source || wants_rport {
-            via.params.push(crate::sip::Param::new(
-                "received",
-                Some(&source_ip.to_string()),
-            ));
-        }
-        if wants_rport {
-            via.params.push(crate::sip::Param::new(
-                "rport",
-                Some(&self.source.remote.port().to_string()),
-            ));
-        }
-        via.to_string()
+    pub fn response_top_via(&self) -> &str {
+        self.response_via.get_or_init(|| match self.msg.top_via() {
+            Ok(via) => fill_in_source(via, &self.source),
+            // Cannot happen: `new` checked the same value. Answer with no top Via rather
+            // than a wrong one.
+            Err(_) => String::new(),
+        })
     }
 
     /// A response to this request with the top Via fixed up; `to_tag` is added to To when the
     /// request's To has none.
     pub fn response(&self, code: u16, reason: &str, to_tag: Option<&str>) -> MessageBuilder {
-        let needs_fixup = self.via.rport().is_some()
-            || !matches!(self.via.host.ip(), Some(ip) if ip == self.source.remote.ip());
+        let needs_fixup = self.via.rport || self.via.ip != Some(self.source.remote.ip());
         if !needs_fixup {
             return response_to(&self.msg, code, reason, to_tag);
         }
         let mut b = MessageBuilder::response(code, reason);
-        b.header("Via", &self.response_top_via());
+        b.header("Via", self.response_top_via());
         // Every further Via value, in order; the first value of the first line is replaced.
         if let Ok(vias) = self.msg.vias() {
             for via in vias.iter().skip(1) {
@@ -90,9 +84,34 @@ impl IncomingRequest {
     }
 }
 
+/// `via` with `received` (when its host is not the source's IP) and `rport` (when asked for)
+/// filled in from where the request came from.
+fn fill_in_source(mut via: Via, source: &Source) -> String {
+    let source_ip = source.remote.ip();
+    let host_is_source = matches!(via.host.ip(), Some(ip) if ip == source_ip);
+    let wants_rport = via.rport().is_some();
+    via.params.retain(|p| {
+        !(p.name.eq_ignore_ascii_case("received")
+            || (wants_rport && p.name.eq_ignore_ascii_case("rport")))
+    });
+    if !host_is_source || wants_rport {
+        via.params.push(crate::sip::Param::new(
+            "received",
+            Some(&source_ip.to_string()),
+        ));
+    }
+    if wants_rport {
+        via.params.push(crate::sip::Param::new(
+            "rport",
+            Some(&source.remote.port().to_string()),
+        ));
+    }
+    via.to_string()
+}
+
 /// RFC 3261 §18.2.2 with RFC 3581: where to send a response to a request whose top Via is
 /// `via` and that arrived from `source`.
-pub fn response_destination(via: &Via, source: &Source) -> Destination {
+pub fn response_destination(via: &SentBy, source: &Source) -> Destination {
     match source.protocol {
         Protocol::Tcp => Destination {
             protocol: Protocol::Tcp,
@@ -100,7 +119,7 @@ pub fn response_destination(via: &Via, source: &Source) -> Destination {
             connection: source.connection,
         },
         Protocol::Udp => {
-            let port = if via.rport().is_some() {
+            let port = if via.rport {
                 source.remote.port()
             } else {
                 via.port.unwrap_or(5060)
@@ -135,4 +154,87 @@ pub fn uri_destination(uri: &crate::sip::Uri) -> Option<Destination> {
         addr: SocketAddr::new(ip, uri.port.unwrap_or(5060)),
         connection: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn request(via: &str, remote: &str) -> IncomingRequest {
+        let text = format!(
+            "INVITE sip:2001@192.0.2.1 SIP/2.0\r\nVia: {via}\r\n\
+             Via: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKproxy\r\n\
+             From: <sip:1001@example.com>;tag=a\r\nTo: <sip:2001@192.0.2.1>\r\n\
+             Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let msg = SipMessage::parse(Bytes::from(text)).unwrap();
+        let source = Source {
+            protocol: Protocol::Udp,
+            remote: remote.parse().unwrap(),
+            local: "192.0.2.1:5060".parse().unwrap(),
+            connection: None,
+        };
+        IncomingRequest::new(msg, source).unwrap()
+    }
+
+    fn vias(response: Bytes) -> Vec<String> {
+        let msg = SipMessage::parse(response).unwrap();
+        msg.header_values(HeaderName::Via)
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn responses_carry_where_the_request_came_from() {
+        // Behind NAT, asking for rport: both filled in, on every response, the same.
+        let nat = request(
+            "SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKa",
+            "203.0.113.9:40000",
+        );
+        for code in [100, 180, 200] {
+            assert_eq!(
+                vias(nat.response(code, "X", Some("t")).finish()),
+                [
+                    "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKa;received=203.0.113.9;rport=40000",
+                    "SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKproxy",
+                ]
+            );
+        }
+        assert_eq!(
+            nat.response_destination().addr,
+            "203.0.113.9:40000".parse().unwrap()
+        );
+        // Another host than the source, no rport: `received`, and the Via's port.
+        let moved = request(
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKb",
+            "203.0.113.9:40000",
+        );
+        assert_eq!(
+            vias(moved.response(180, "Ringing", None).finish())[0],
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKb;received=203.0.113.9"
+        );
+        assert_eq!(
+            moved.response_destination().addr,
+            "203.0.113.9:5062".parse().unwrap()
+        );
+        // From the Via's own host but another port, asking for rport: the port it came from.
+        let natted_port = request(
+            "SIP/2.0/UDP 203.0.113.9:5070;rport;branch=z9hG4bKd",
+            "203.0.113.9:40000",
+        );
+        assert_eq!(
+            vias(natted_port.response(200, "OK", None).finish())[0],
+            "SIP/2.0/UDP 203.0.113.9:5070;branch=z9hG4bKd;received=203.0.113.9;rport=40000"
+        );
+        // Sent from where its Via says, no rport: copied as written.
+        let direct = request(
+            "SIP/2.0/UDP 203.0.113.9:5070 ; branch=z9hG4bKc",
+            "203.0.113.9:5070",
+        );
+        assert_eq!(
+            vias(direct.response(200, "OK", None).finish())[0],
+            "SIP/2.0/UDP 203.0.113.9:5070 ; branch=z9hG4bKc"
+        );
+    }
 }

@@ -30,7 +30,7 @@ use super::name_addr::NameAddr;
 use super::scan;
 use super::typed::{option_tags, CSeq, Contacts, Replaces, SessionExpires};
 use super::uri::Uri;
-use super::via::Via;
+use super::via::{SentBy, Via};
 
 /// Most header lines accepted in one message.
 pub const MAX_HEADERS: usize = 256;
@@ -533,13 +533,27 @@ impl SipMessage {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via, ParseError> {
+        self.read_top_via(Via::parse)
+    }
+
+    /// What answering needs of the topmost Via value, checked as [`SipMessage::top_via`]
+    /// checks it but without building a [`Via`].
+    pub fn top_sent_by(&self) -> Result<SentBy, ParseError> {
+        self.read_top_via(SentBy::parse)
+    }
+
+    /// `read` applied to the first value of the first Via header.
+    fn read_top_via<T>(
+        &self,
+        read: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
         let v = self
             .header(HeaderName::Via)
             .ok_or(ParseError::MissingHeader(HeaderName::Via))?;
         let first = scan::split_list(&v)
             .next()
             .ok_or(ParseError::BadHeader(HeaderName::Via))?;
-        Via::parse(first)
+        read(first)
     }
 
     /// The top Via branch, located by `parse` (no allocation).

@@ -40,4 +40,4 @@ pub use method::Method;
 pub use name_addr::NameAddr;
 pub use typed::{CSeq, Contacts, Refresher, Replaces, SessionExpires};
 pub use uri::{Host, HostPort, Param, Scheme, Uri};
-pub use via::Via;
+pub use via::{SentBy, Via};

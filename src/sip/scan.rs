@@ -133,16 +133,51 @@ pub(crate) fn find_param(v: &[u8], from: usize, name: &[u8]) -> Option<Option<(u
     }
 }
 
+/// A parameter value as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RawValue<'a> {
+    /// A token or host, as is.
+    Plain(&'a str),
+    /// The inside of a quoted-string, still escaped (see [`unquote`]).
+    Quoted(&'a str),
+}
+
+impl RawValue<'_> {
+    /// The value as [`parse_params`] keeps it: quoted values unescaped.
+    pub(crate) fn to_owned_value(self) -> String {
+        match self {
+            RawValue::Plain(text) => text.to_string(),
+            RawValue::Quoted(text) => unquote(text),
+        }
+    }
+}
+
 /// Parses `*( ";" name [ "=" ( token / host / quoted-string ) ] )` with optional LWS; the
 /// whole of `s` must be parameters. Quoted values are unescaped.
 pub(crate) fn parse_params(s: &str) -> Option<Vec<Param>> {
-    let v = s.as_bytes();
     let mut out = Vec::new();
+    for_each_param(s, |name, value| {
+        out.push(Param {
+            name: name.to_string(),
+            value: value.map(RawValue::to_owned_value),
+        });
+    })?;
+    Some(out)
+}
+
+/// What [`parse_params`] accepts, visited in order without building anything: `None` when
+/// `s` is not a parameter list or holds more than [`MAX_PARAMS`].
+pub(crate) fn for_each_param<'a>(
+    s: &'a str,
+    mut each: impl FnMut(&'a str, Option<RawValue<'a>>),
+) -> Option<()> {
+    let v = s.as_bytes();
+    let mut count = 0;
     let mut i = 0;
     loop {
         i = skip_ws(v, i);
         match v.get(i) {
-            None => return Some(out),
+            None => return Some(()),
             Some(b';') => i += 1,
             Some(_) => return None,
         }
@@ -156,14 +191,14 @@ pub(crate) fn parse_params(s: &str) -> Option<Vec<Param>> {
         if i == ns {
             return None;
         }
-        let name = s.get(ns..i)?.to_string();
+        let name = s.get(ns..i)?;
         i = skip_ws(v, i);
         let mut value = None;
         if v.get(i) == Some(&b'=') {
             i = skip_ws(v, i + 1);
             if v.get(i) == Some(&b'"') {
                 let end = skip_quoted(v, i)?;
-                value = Some(unquote(s.get(i + 1..end - 1)?));
+                value = Some(RawValue::Quoted(s.get(i + 1..end - 1)?));
                 i = end;
             } else {
                 let vs = i;
@@ -173,13 +208,14 @@ pub(crate) fn parse_params(s: &str) -> Option<Vec<Param>> {
                 {
                     i += 1;
                 }
-                value = Some(s.get(vs..i)?.to_string());
+                value = Some(RawValue::Plain(s.get(vs..i)?));
             }
         }
-        if out.len() >= MAX_PARAMS {
+        if count >= MAX_PARAMS {
             return None;
         }
-        out.push(Param { name, value });
+        count += 1;
+        each(name, value);
     }
 }
 

@@ -47,11 +47,21 @@ pub enum Host {
 impl Host {
     /// Parses a host as written: `[v6]`, dotted IPv4, or a hostname.
     pub fn parse(s: &str) -> Result<Host, ParseError> {
+        Ok(match Host::parse_ip(s)? {
+            Some(IpAddr::V4(v4)) => Host::V4(v4),
+            Some(IpAddr::V6(v6)) => Host::V6(v6),
+            None => Host::Domain(s.to_string()),
+        })
+    }
+
+    /// Checks a host as [`Host::parse`] does, without building it: its address when it is an
+    /// IP literal, `None` when it is a (valid) host name.
+    pub fn parse_ip(s: &str) -> Result<Option<IpAddr>, ParseError> {
         if let Some(inner) = s.strip_prefix('[') {
             let inner = inner.strip_suffix(']').ok_or(ParseError::BadUri)?;
             return inner
                 .parse::<Ipv6Addr>()
-                .map(Host::V6)
+                .map(|v6| Some(IpAddr::V6(v6)))
                 .map_err(|_| ParseError::BadUri);
         }
         if s.is_empty()
@@ -61,10 +71,7 @@ impl Host {
         {
             return Err(ParseError::BadUri);
         }
-        Ok(match s.parse::<Ipv4Addr>() {
-            Ok(v4) => Host::V4(v4),
-            Err(_) => Host::Domain(s.to_string()),
-        })
+        Ok(s.parse::<Ipv4Addr>().ok().map(IpAddr::V4))
     }
 
     /// The IP address when the host is an IP literal.
