@@ -294,7 +294,7 @@ impl Dispatcher {
                 return None;
             }
         };
-        if let Err(e) = msg.from().and(msg.to()) {
+        if let Err(e) = msg.check_from_to() {
             self.reply(req, 400, e.reason(), |_| {});
             return None;
         }

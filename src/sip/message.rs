@@ -475,6 +475,16 @@ impl SipMessage {
         self.name_addr(HeaderName::To)
     }
 
+    /// Checks From and To as [`SipMessage::from`] and [`SipMessage::to`] would (the same
+    /// error, From's first), without building either.
+    pub fn check_from_to(&self) -> Result<(), ParseError> {
+        for name in [HeaderName::From, HeaderName::To] {
+            let v = self.header(name).ok_or(ParseError::MissingHeader(name))?;
+            NameAddr::check(&v).map_err(|e| e.in_header(name))?;
+        }
+        Ok(())
+    }
+
     /// The From tag, located by `parse` (no allocation).
     pub fn from_tag(&self) -> Option<&str> {
         self.from_tag.map(|r| self.text(r))

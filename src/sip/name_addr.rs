@@ -96,6 +96,12 @@ impl<'a> Parts<'a> {
             params: rest.get(gt + 1..).ok_or(ParseError::BadUri)?,
         })
     }
+
+    /// What [`NameAddr::parse`] checks after the split: the URI, then the parameters.
+    fn check(&self) -> Result<(), ParseError> {
+        Uri::check(self.uri)?;
+        scan::for_each_param(self.params, |_, _| {}).ok_or(ParseError::BadUri)
+    }
 }
 
 /// Errors of NameAddr parsing: URI errors pass through; structure errors are `BadUri`; a
@@ -132,9 +138,14 @@ impl NameAddr {
     /// when only its text is kept (a dialog's remote target).
     pub fn uri_text(s: &str) -> Result<&str, ParseError> {
         let parts = Parts::split(s, false)?;
-        Uri::parse(parts.uri)?;
-        scan::parse_params(parts.params).ok_or(ParseError::BadUri)?;
+        parts.check()?;
         Ok(parts.uri.trim())
+    }
+
+    /// Checks `s` as [`NameAddr::parse`] does (the same errors), without building it: for
+    /// a header that is only validated (a request's From and To).
+    pub fn check(s: &str) -> Result<(), ParseError> {
+        Parts::split(s, false)?.check()
     }
 
     /// Whether the URI of element `s` is written exactly as `uri`: then [`Self::uri_text`]
@@ -316,6 +327,60 @@ mod tests {
             "Bob; <sip:a@h>",
         ] {
             assert!(NameAddr::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// `check` refuses exactly what `parse` refuses, with the same error.
+    fn check_agrees(s: &str) -> Result<(), String> {
+        let parsed = NameAddr::parse(s).map(drop);
+        let checked = NameAddr::check(s);
+        let uri_parsed = Uri::parse(s).map(drop);
+        let uri_checked = Uri::check(s);
+        if parsed == checked && uri_parsed == uri_checked {
+            Ok(())
+        } else {
+            Err(format!(
+                "{s:?}: name-addr {parsed:?} / {checked:?}, URI {uri_parsed:?} / {uri_checked:?}"
+            ))
+        }
+    }
+
+    #[test]
+    fn check_refuses_what_parse_refuses() {
+        for s in [
+            "sip:1001@pbx.example.com;tag=x1",
+            "Alice <sip:alice@h;transport=tcp>;tag=77",
+            "\"Doe, J\" <sip:1001:pw@[2001:db8::1]:5062;lr?Subject=hi&x>;tag=a;q=\"1;2\"",
+            "<tel:+15550123;phone-context=x>",
+            "<http://example.com>",
+            "<sip:a@h;;x>",
+            "<sip:a@h?=v>",
+            "<sip:a@[::1>",
+            "<sip:a@h:99999>",
+            "sip:a@h?Replaces=x",
+            "<sip:a@h>;tag",
+            "<sip:a@h>;=x",
+            "",
+            "<sip:a@h",
+            "<sip:a@h> junk",
+            "<sip:a@h>;",
+            "Bob; <sip:a@h>",
+        ] {
+            check_agrees(s).unwrap();
+        }
+        let many = format!("<sip:a@h{}>", ";p".repeat(crate::sip::scan::MAX_PARAMS + 1));
+        assert!(NameAddr::check(&many).is_err());
+        check_agrees(&many).unwrap();
+    }
+
+    proptest::proptest! {
+        /// Random and mutated addresses: the same verdict and error from `check` as from
+        /// `parse`, for a name-addr and for a URI.
+        #[test]
+        fn check_agrees_with_parse_on_any_address(
+            s in "(\"[a-z ,;]{0,4}\" ?|[A-Za-z]{1,3} )?<?(sips?|tel|x)?:([a-z0-9:%]{0,4}@)?(\\[::1\\]|[0-9.]{1,8}|[a-z.]{0,5})(:[0-9]{0,6})?(;[a-z]{0,3}(=[a-z0-9\"]{0,3})?){0,3}(\\?[a-z]{0,2}(=[a-z]{0,2})?(&[a-z=]{0,3})?)?>?( ?; ?[a-z]{0,3}(=(\"[a-z;]*\"|[a-z0-9]{0,3}))?){0,3}[ <>;\"]?",
+        ) {
+            proptest::prop_assert_eq!(check_agrees(&s), Ok(()));
         }
     }
 }

@@ -226,6 +226,44 @@ impl Uri {
     /// Parses a `sip:`, `sips:` or `tel:` URI. Other schemes fail with
     /// [`ParseError::UnsupportedScheme`].
     pub fn parse(s: &str) -> Result<Uri, ParseError> {
+        let parts = Uri::split(s)?;
+        let mut params = Vec::new();
+        let mut headers = Vec::new();
+        scan_params_and_headers(
+            parts.tail,
+            |name, value| {
+                params.push(Param {
+                    name: name.to_string(),
+                    value: value.map(str::to_string),
+                })
+            },
+            |name, value| headers.push((name.to_string(), value.to_string())),
+        )?;
+        let host = match (parts.scheme, parts.ip) {
+            (Scheme::Tel, _) | (_, None) => Host::Domain(parts.host.to_string()),
+            (_, Some(IpAddr::V4(v4))) => Host::V4(v4),
+            (_, Some(IpAddr::V6(v6))) => Host::V6(v6),
+        };
+        Ok(Uri {
+            scheme: parts.scheme,
+            user: parts.user.map(str::to_string),
+            password: parts.password.map(str::to_string),
+            host,
+            port: parts.port,
+            params,
+            headers,
+        })
+    }
+
+    /// Checks `s` as [`Uri::parse`] does (the same errors), without building the URI: for
+    /// headers that are only validated, or kept as written.
+    pub fn check(s: &str) -> Result<(), ParseError> {
+        let parts = Uri::split(s)?;
+        scan_params_and_headers(parts.tail, |_, _| {}, |_, _| {})
+    }
+
+    /// The URI cut into its parts, each checked but the parameters and headers.
+    fn split(s: &str) -> Result<UriParts<'_>, ParseError> {
         let s = s.trim();
         // A fold, not `any`: no early exit, so the compiler checks many bytes at a time.
         if s.is_empty()
@@ -253,8 +291,8 @@ impl Uri {
             return Err(ParseError::BadUri);
         };
         match scheme {
-            Scheme::Tel => parse_tel(rest),
-            _ => parse_sip(scheme, rest),
+            Scheme::Tel => tel_parts(rest),
+            _ => sip_parts(scheme, rest),
         }
     }
 
@@ -307,26 +345,38 @@ impl Uri {
     }
 }
 
-fn parse_tel(rest: &str) -> Result<Uri, ParseError> {
+/// A URI's parts as written; `tail` is its `;params?headers`, not yet checked.
+struct UriParts<'a> {
+    scheme: Scheme,
+    /// The subscriber number for `tel:`.
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    /// Empty for `tel:`.
+    host: &'a str,
+    /// The host's address when it is an IP literal.
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    tail: &'a str,
+}
+
+fn tel_parts(rest: &str) -> Result<UriParts<'_>, ParseError> {
     let end = rest.find([';', '?']).unwrap_or(rest.len());
     let number = rest.get(..end).ok_or(ParseError::BadUri)?;
     if number.is_empty() {
         return Err(ParseError::BadUri);
     }
-    let tail = rest.get(end..).ok_or(ParseError::BadUri)?;
-    let (params, headers) = parse_params_and_headers(tail)?;
-    Ok(Uri {
+    Ok(UriParts {
         scheme: Scheme::Tel,
-        user: Some(number.to_string()),
+        user: Some(number),
         password: None,
-        host: Host::Domain(String::new()),
+        host: "",
+        ip: None,
         port: None,
-        params,
-        headers,
+        tail: rest.get(end..).ok_or(ParseError::BadUri)?,
     })
 }
 
-fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, ParseError> {
+fn sip_parts(scheme: Scheme, rest: &str) -> Result<UriParts<'_>, ParseError> {
     // RFC 3261 §25.1: `?` may appear in a user part (user-unreserved), while `@` may not
     // appear unescaped in URI headers, so the first `@` always ends the userinfo.
     let at = memchr::memchr(b'@', rest.as_bytes());
@@ -335,13 +385,13 @@ fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, ParseError> {
             let userinfo = rest.get(..a).ok_or(ParseError::BadUri)?;
             let hostpart = rest.get(a + 1..).ok_or(ParseError::BadUri)?;
             let (u, p) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p.to_string())),
+                Some((u, p)) => (u, Some(p)),
                 None => (userinfo, None),
             };
             if u.is_empty() {
                 return Err(ParseError::BadUri);
             }
-            (Some(u.to_string()), p, hostpart)
+            (Some(u), p, hostpart)
         }
         None => (None, None, rest),
     };
@@ -359,7 +409,7 @@ fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, ParseError> {
             hostpart.get(end..).ok_or(ParseError::BadUri)?,
         )
     };
-    let host = Host::parse(host)?;
+    let ip = Host::parse_ip(host)?;
     let (port, tail) = match after_host.strip_prefix(':') {
         Some(p) => {
             let end = memchr::memchr2(b';', b'?', p.as_bytes()).unwrap_or(p.len());
@@ -369,15 +419,14 @@ fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, ParseError> {
         }
         None => (None, after_host),
     };
-    let (params, headers) = parse_params_and_headers(tail)?;
-    Ok(Uri {
+    Ok(UriParts {
         scheme,
         user,
         password,
         host,
+        ip,
         port,
-        params,
-        headers,
+        tail,
     })
 }
 
@@ -389,42 +438,40 @@ pub(crate) fn parse_port(s: &str) -> Option<u16> {
     s.parse().ok()
 }
 
-type ParamsAndHeaders = (Vec<Param>, Vec<(String, String)>);
-
-/// Parses `*(;name[=value]) [?h=v *(&h=v)]` (no quoting inside URIs).
-fn parse_params_and_headers(tail: &str) -> Result<ParamsAndHeaders, ParseError> {
+/// Visits `*(;name[=value]) [?h=v *(&h=v)]` (no quoting inside URIs) in order: each
+/// parameter, then each header; refuses an empty name or too many of either.
+fn scan_params_and_headers<'a>(
+    tail: &'a str,
+    mut param: impl FnMut(&'a str, Option<&'a str>),
+    mut header: impl FnMut(&'a str, &'a str),
+) -> Result<(), ParseError> {
     let (ptext, htext) = match tail.split_once('?') {
         Some((p, h)) => (p, Some(h)),
         None => (tail, None),
     };
-    let mut params = Vec::new();
     if !ptext.is_empty() {
         let body = ptext.strip_prefix(';').ok_or(ParseError::BadUri)?;
-        for part in body.split(';') {
+        for (count, part) in body.split(';').enumerate() {
             let (name, value) = match part.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
+                Some((n, v)) => (n, Some(v)),
                 None => (part, None),
             };
-            if name.is_empty() || params.len() >= super::scan::MAX_PARAMS {
+            if name.is_empty() || count >= super::scan::MAX_PARAMS {
                 return Err(ParseError::BadUri);
             }
-            params.push(Param {
-                name: name.to_string(),
-                value,
-            });
+            param(name, value);
         }
     }
-    let mut headers = Vec::new();
     if let Some(h) = htext {
-        for part in h.split('&') {
+        for (count, part) in h.split('&').enumerate() {
             let (name, value) = part.split_once('=').unwrap_or((part, ""));
-            if name.is_empty() || headers.len() >= MAX_URI_HEADERS {
+            if name.is_empty() || count >= MAX_URI_HEADERS {
                 return Err(ParseError::BadUri);
             }
-            headers.push((name.to_string(), value.to_string()));
+            header(name, value);
         }
     }
-    Ok((params, headers))
+    Ok(())
 }
 
 /// Decodes `%XX` escapes; malformed escapes are kept literally; invalid UTF-8 is replaced.
