@@ -50,8 +50,8 @@ pub(super) struct UdpEndpoint {
 ///
 /// At 2,000 calls/s the socket holds several datagrams whenever the loop comes back to it
 /// (the receive and the call actors share one thread); one system call takes them all instead
-/// of one `recvfrom` each. Each needs a receive buffer of `max_message_bytes` + 1: 8 × 64 KiB
-/// per socket with the default, of which only the pages a datagram touches become resident.
+/// of one `recvfrom` each (measured: 7.8 receive calls per basic call became 2.2). Each needs
+/// a receive buffer of `max_message_bytes` + 1: 8 × 64 KiB with the default, once per socket.
 const RECV_BATCH: usize = 8;
 
 /// One received datagram: its length (at most the buffer's, so `len > max` means it was cut)
