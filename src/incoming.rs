@@ -20,9 +20,11 @@ pub struct IncomingRequest {
     /// What answering needs of the top Via (the whole value is checked when the request is
     /// read).
     pub via: SentBy,
-    /// The top Via with `received`/`rport` filled in, built for the first response that
-    /// needs it and reused by the next (100, 180 and 200 of one INVITE).
-    response_via: OnceCell<String>,
+    /// The Via values of a response: the top one with `received`/`rport` filled in, then the
+    /// others as they parse. Built for the first response that needs them and reused by the
+    /// next (100, 180 and 200 of one INVITE). `None` if the Vias do not parse, which `new`'s
+    /// check of the top one rules out.
+    response_vias: OnceCell<Option<Vec<String>>>,
 }
 
 impl IncomingRequest {
@@ -33,7 +35,7 @@ impl IncomingRequest {
             msg,
             source,
             via,
-            response_via: OnceCell::new(),
+            response_vias: OnceCell::new(),
         })
     }
 
@@ -42,30 +44,31 @@ impl IncomingRequest {
         response_destination(&self.via, &self.source)
     }
 
-    /// The top Via with `received`/`rport` filled in, as it must appear in responses.
-    pub fn response_top_via(&self) -> &str {
-        self.response_via.get_or_init(|| match self.msg.top_via() {
-            Ok(via) => fill_in_source(via, &self.source),
-            // Cannot happen: `new` checked the same value. Answer with no top Via rather
-            // than a wrong one.
-            Err(_) => String::new(),
-        })
-    }
-
     /// A response to this request with the top Via fixed up; `to_tag` is added to To when the
     /// request's To has none.
     pub fn response(&self, code: u16, reason: &str, to_tag: Option<&str>) -> MessageBuilder {
-        let needs_fixup = self.via.rport || self.via.ip != Some(self.source.remote.ip());
-        if !needs_fixup {
+        // RFC 3261 §18.2.1 / RFC 3581 §4: `received` when the Via's host is not the source
+        // address, `received` and `rport` when the client asked for rport.
+        let needs_fill_in = self.via.rport || self.via.ip != Some(self.source.remote.ip());
+        if !needs_fill_in {
             return response_to(&self.msg, code, reason, to_tag);
         }
+        let vias = self.response_vias.get_or_init(|| {
+            // Every Via value in order; the first value of the first line is filled in.
+            let mut vias = self.msg.vias().ok()?.into_iter();
+            let top = fill_in_source(vias.next()?, &self.source);
+            Some(
+                std::iter::once(top)
+                    .chain(vias.map(|v| v.to_string()))
+                    .collect(),
+            )
+        });
+        let Some(vias) = vias else {
+            return response_to(&self.msg, code, reason, to_tag);
+        };
         let mut b = MessageBuilder::response(code, reason);
-        b.header("Via", self.response_top_via());
-        // Every further Via value, in order; the first value of the first line is replaced.
-        if let Ok(vias) = self.msg.vias() {
-            for via in vias.iter().skip(1) {
-                b.header("Via", &via.to_string());
-            }
+        for via in vias {
+            b.header("Via", via);
         }
         b.copy_headers(&self.msg, HeaderName::From);
         match (to_tag, self.msg.to_tag()) {
@@ -84,22 +87,18 @@ impl IncomingRequest {
     }
 }
 
-/// `via` with `received` (when its host is not the source's IP) and `rport` (when asked for)
-/// filled in from where the request came from.
+/// `via` with `received` and, when asked for, `rport` filled in from where the request came
+/// from; for a Via that needs it (see [`IncomingRequest::response`]).
 fn fill_in_source(mut via: Via, source: &Source) -> String {
-    let source_ip = source.remote.ip();
-    let host_is_source = matches!(via.host.ip(), Some(ip) if ip == source_ip);
     let wants_rport = via.rport().is_some();
     via.params.retain(|p| {
         !(p.name.eq_ignore_ascii_case("received")
             || (wants_rport && p.name.eq_ignore_ascii_case("rport")))
     });
-    if !host_is_source || wants_rport {
-        via.params.push(crate::sip::Param::new(
-            "received",
-            Some(&source_ip.to_string()),
-        ));
-    }
+    via.params.push(crate::sip::Param::new(
+        "received",
+        Some(&source.remote.ip().to_string()),
+    ));
     if wants_rport {
         via.params.push(crate::sip::Param::new(
             "rport",

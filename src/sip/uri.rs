@@ -47,11 +47,16 @@ pub enum Host {
 impl Host {
     /// Parses a host as written: `[v6]`, dotted IPv4, or a hostname.
     pub fn parse(s: &str) -> Result<Host, ParseError> {
-        Ok(match Host::parse_ip(s)? {
+        Ok(Host::from_checked(s, Host::parse_ip(s)?))
+    }
+
+    /// The host `s` that [`Host::parse_ip`] accepted, with the address it found.
+    pub(crate) fn from_checked(s: &str, ip: Option<IpAddr>) -> Host {
+        match ip {
             Some(IpAddr::V4(v4)) => Host::V4(v4),
             Some(IpAddr::V6(v6)) => Host::V6(v6),
             None => Host::Domain(s.to_string()),
-        })
+        }
     }
 
     /// Checks a host as [`Host::parse`] does, without building it: its address when it is an
@@ -239,16 +244,12 @@ impl Uri {
             },
             |name, value| headers.push((name.to_string(), value.to_string())),
         )?;
-        let host = match (parts.scheme, parts.ip) {
-            (Scheme::Tel, _) | (_, None) => Host::Domain(parts.host.to_string()),
-            (_, Some(IpAddr::V4(v4))) => Host::V4(v4),
-            (_, Some(IpAddr::V6(v6))) => Host::V6(v6),
-        };
         Ok(Uri {
             scheme: parts.scheme,
             user: parts.user.map(str::to_string),
             password: parts.password.map(str::to_string),
-            host,
+            // `tel:` has no host: an empty name.
+            host: Host::from_checked(parts.host, parts.ip),
             port: parts.port,
             params,
             headers,

@@ -31,11 +31,7 @@ impl Via {
         let parts = Parts::parse(s)?;
         Ok(Via {
             transport: parts.transport.to_ascii_uppercase(),
-            host: match parts.ip {
-                Some(IpAddr::V4(v4)) => Host::V4(v4),
-                Some(IpAddr::V6(v6)) => Host::V6(v6),
-                None => Host::Domain(parts.host.to_string()),
-            },
+            host: Host::from_checked(parts.host, parts.ip),
             port: parts.port,
             params: scan::parse_params(parts.params).ok_or(BAD)?,
         })
