@@ -2,6 +2,7 @@
 //! metrics, and one CDR per finished call (DESIGN.md §4). Built from the call's own state;
 //! wall-clock times derive from the call's start, so the core still reads no clock.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use super::core::{Call, Leg};
@@ -75,44 +76,37 @@ impl Call {
         }
     }
 
-    fn cdr_leg(&self, leg: &Leg) -> CdrLeg {
+    fn cdr_leg<'a>(&'a self, leg: &'a Leg) -> CdrLeg<'a> {
         let created = leg.created_at.unwrap_or(self.started);
         CdrLeg {
-            role: leg.role.to_owned(),
-            party: leg.dialog.remote_party.clone(),
-            agent: leg.agent.clone(),
+            role: Cow::Borrowed(leg.role),
+            party: Cow::Borrowed(&leg.dialog.remote_party),
+            agent: leg.agent.as_deref().map(Cow::Borrowed),
             start_ms: self.unix_ms(created),
             answer_ms: leg.answered_at.map(|t| self.unix_ms(t)),
             end_ms: self.unix_ms(leg.ended_at.unwrap_or(self.now)),
-            end_reason: match (leg.answered_at, leg.ended_at) {
-                (Some(_), _) => "completed".to_owned(),
-                (None, _) => "not answered".to_owned(),
-            },
+            end_reason: Cow::Borrowed(match leg.answered_at {
+                Some(_) => "completed",
+                None => "not answered",
+            }),
         }
     }
 
-    /// The call's CDR (DESIGN.md §4).
-    pub fn cdr(&self) -> CdrRecord {
+    /// The call's CDR (DESIGN.md §4), borrowing the call's text.
+    pub fn cdr(&self) -> CdrRecord<'_> {
         let caller = self.legs.first();
         CdrRecord {
-            call_id: self.call_id(),
-            interaction_id: self.interaction_id.clone(),
-            direction: self.direction().to_owned(),
-            from: caller
-                .map(|l| l.dialog.remote_party.clone())
-                .unwrap_or_default(),
-            to: caller
-                .map(|l| l.dialog.local_party.clone())
-                .unwrap_or_default(),
+            call_id: Cow::Owned(self.call_id()),
+            interaction_id: Cow::Borrowed(&self.interaction_id),
+            direction: Cow::Borrowed(self.direction()),
+            from: Cow::Borrowed(caller.map_or("", |l| l.dialog.remote_party.as_str())),
+            to: Cow::Borrowed(caller.map_or("", |l| l.dialog.local_party.as_str())),
             start_ms: self.started_unix_ms,
             answer_ms: caller.and_then(|l| l.answered_at).map(|t| self.unix_ms(t)),
             end_ms: self.unix_ms(self.now),
             legs: self.legs.iter().map(|l| self.cdr_leg(l)).collect(),
-            transfers: self.transfer_log.clone(),
-            release_cause: self
-                .end_reason
-                .clone()
-                .unwrap_or_else(|| "ended".to_owned()),
+            transfers: Cow::Borrowed(&self.transfer_log),
+            release_cause: Cow::Borrowed(self.end_reason.as_deref().unwrap_or("ended")),
         }
     }
 
@@ -138,7 +132,7 @@ impl Call {
             duration_ms: self.now.saturating_duration_since(self.started).as_millis() as u64,
         });
         if let Some(cdr) = self.ep.cdr.get() {
-            cdr.write(self.cdr());
+            cdr.write(&self.cdr());
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - An I/O error is logged; the affected records count as dropped and the next record tries
 //!   to reopen the file.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -35,35 +36,39 @@ use serde::{Deserialize, Serialize};
 mod json;
 
 /// One finished call.
+///
+/// The text borrows from the call that ends (`'a`): the record lives only while its line is
+/// written, and copying a dozen strings out of the call for it cost more than writing them.
+/// Read back (serde), every field is owned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CdrRecord {
-    pub call_id: String,
-    pub interaction_id: String,
+pub struct CdrRecord<'a> {
+    pub call_id: Cow<'a, str>,
+    pub interaction_id: Cow<'a, str>,
     /// `inbound` or `outbound`.
-    pub direction: String,
-    pub from: String,
-    pub to: String,
+    pub direction: Cow<'a, str>,
+    pub from: Cow<'a, str>,
+    pub to: Cow<'a, str>,
     /// Unix time in milliseconds.
     pub start_ms: u64,
     pub answer_ms: Option<u64>,
     pub end_ms: u64,
-    pub legs: Vec<CdrLeg>,
+    pub legs: Vec<CdrLeg<'a>>,
     /// Every transfer attempt, in order, including refused and failed ones.
-    pub transfers: Vec<CdrTransfer>,
-    pub release_cause: String,
+    pub transfers: Cow<'a, [CdrTransfer]>,
+    pub release_cause: Cow<'a, str>,
 }
 
 /// One leg of a call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CdrLeg {
+pub struct CdrLeg<'a> {
     /// `customer`, `agent`, `target` or `ivr`.
-    pub role: String,
-    pub party: String,
-    pub agent: Option<String>,
+    pub role: Cow<'a, str>,
+    pub party: Cow<'a, str>,
+    pub agent: Option<Cow<'a, str>>,
     pub start_ms: u64,
     pub answer_ms: Option<u64>,
     pub end_ms: u64,
-    pub end_reason: String,
+    pub end_reason: Cow<'a, str>,
 }
 
 /// One transfer attempt.
@@ -189,9 +194,9 @@ impl CdrHandle {
     /// The record is serialized here, by the call that ends, and the writer gets one buffer:
     /// a record is a dozen small strings, and freeing them on the writer's thread (another
     /// allocator arena) cost more than writing them out.
-    pub fn write(&self, rec: CdrRecord) {
-        let mut line = Vec::with_capacity(json::line_capacity(&rec));
-        json::write_record(&mut line, &rec);
+    pub fn write(&self, rec: &CdrRecord<'_>) {
+        let mut line = Vec::with_capacity(json::line_capacity(rec));
+        json::write_record(&mut line, rec);
         line.push(b'\n');
         match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
@@ -430,33 +435,33 @@ mod tests {
         }
     }
 
-    fn rec(id: usize) -> CdrRecord {
+    fn rec(id: usize) -> CdrRecord<'static> {
         CdrRecord {
-            call_id: format!("call-{id}"),
-            interaction_id: format!("int-{id}"),
-            direction: "inbound".to_owned(),
-            from: "sip:+3215551234@carrier".to_owned(),
-            to: "sip:8000@handover.local".to_owned(),
+            call_id: format!("call-{id}").into(),
+            interaction_id: format!("int-{id}").into(),
+            direction: "inbound".into(),
+            from: "sip:+3215551234@carrier".into(),
+            to: "sip:8000@handover.local".into(),
             start_ms: 1_700_000_000_000,
             answer_ms: Some(1_700_000_001_000),
             end_ms: 1_700_000_060_000,
             legs: vec![CdrLeg {
-                role: "agent".to_owned(),
-                party: "sip:1001@handover.local".to_owned(),
-                agent: Some("1001".to_owned()),
+                role: "agent".into(),
+                party: "sip:1001@handover.local".into(),
+                agent: Some("1001".into()),
                 start_ms: 1_700_000_000_500,
                 answer_ms: Some(1_700_000_001_000),
                 end_ms: 1_700_000_030_000,
-                end_reason: "transferred".to_owned(),
+                end_reason: "transferred".into(),
             }],
-            transfers: vec![CdrTransfer {
+            transfers: Cow::Owned(vec![CdrTransfer {
                 transfer_type: "release".to_owned(),
                 target: "agent:1002".to_owned(),
                 outcome: "succeeded".to_owned(),
                 agent_released_ms: Some(1_700_000_030_000),
                 released_by: "policy".to_owned(),
-            }],
-            release_cause: "customer_bye".to_owned(),
+            }]),
+            release_cause: "customer_bye".into(),
         }
     }
 
@@ -467,7 +472,12 @@ mod tests {
             "partial line: {text:?}"
         );
         text.lines()
-            .map(|l| serde_json::from_str::<CdrRecord>(l).unwrap().call_id)
+            .map(|l| {
+                serde_json::from_str::<CdrRecord>(l)
+                    .unwrap()
+                    .call_id
+                    .into_owned()
+            })
             .collect()
     }
 
@@ -495,7 +505,7 @@ mod tests {
             .unwrap();
         let h = w.handle();
         for i in 0..1000 {
-            h.write(rec(i));
+            h.write(&rec(i));
         }
         w.shutdown().await;
         assert_eq!(read_ids(&tmp.0), ids(0..1000));
@@ -510,7 +520,7 @@ mod tests {
         assert_eq!(first, rec(0));
         assert_eq!(h.dropped(), 0);
         // After shutdown writes are counted, not silently lost.
-        h.write(rec(1000));
+        h.write(&rec(1000));
         assert_eq!(h.dropped(), 1);
     }
 
@@ -525,7 +535,7 @@ mod tests {
         let w = CdrWriter::open(tmp.0.clone(), Duration::from_millis(10))
             .await
             .unwrap();
-        w.handle().write(rec(1));
+        w.handle().write(&rec(1));
         w.shutdown().await;
         assert_eq!(read_ids(&tmp.0), ids(0..2));
     }
@@ -537,7 +547,7 @@ mod tests {
         let w = CdrWriter::open(tmp.0.clone(), interval).await.unwrap();
         let h = w.handle();
         for i in 0..200 {
-            h.write(rec(i));
+            h.write(&rec(i));
             if i % 20 == 0 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -568,15 +578,15 @@ mod tests {
             .await
             .unwrap();
         let h = w.handle();
-        h.write(rec(0));
-        h.write(rec(1));
+        h.write(&rec(0));
+        h.write(&rec(1));
         wait_lines(&tmp.0, 2).await;
         std::fs::rename(&tmp.0, tmp.rotated()).unwrap();
         // Written before reopen: still goes to the open (renamed) file.
-        h.write(rec(2));
+        h.write(&rec(2));
         h.reopen();
-        h.write(rec(3));
-        h.write(rec(4));
+        h.write(&rec(3));
+        h.write(&rec(4));
         w.shutdown().await;
         assert_eq!(read_ids(&tmp.rotated()), ids(0..3));
         assert_eq!(read_ids(&tmp.0), ids(3..5));
@@ -592,7 +602,7 @@ mod tests {
         let release = h.pause();
         let started = Instant::now();
         for i in 0..10 {
-            h.write(rec(i));
+            h.write(&rec(i));
         }
         // A reopen on a full queue is remembered, not lost or blocking.
         h.reopen();
