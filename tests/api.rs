@@ -501,6 +501,25 @@ async fn cdr_records_a_release_transfer_and_reload_needs_a_config_file() {
         "the agent left first"
     );
     assert_eq!(rec["interaction_id"], call.ids.cid.as_str());
+    // The parties as the customer's INVITE wrote them (tags cut), and each leg's own.
+    let customer = format!("\"Customer\" <sip:+3215551234@{}>", call.cust.local_addr());
+    assert_eq!(rec["from"], customer.as_str());
+    assert_eq!(
+        rec["to"],
+        format!("<sip:2001@{}>", call.cust.server).as_str()
+    );
+    let roles: Vec<_> = legs.iter().map(|l| (&l["role"], &l["party"])).collect();
+    assert_eq!(
+        roles,
+        [
+            (&"customer".into(), &customer.as_str().into()),
+            (&"agent".into(), &"<sip:2001@test.local>".into()),
+            (&"agent".into(), &"<sip:2002@test.local>".into()),
+        ]
+    );
+    assert!(legs.iter().all(|l| l["end_reason"] == "completed"));
+    assert_eq!(legs[0]["agent"], serde_json::Value::Null);
+    assert_eq!(rec["release_cause"], "caller hung up");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
