@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
@@ -46,19 +46,15 @@ pub fn pjsua_available(python: &str) -> bool {
     ok
 }
 
-/// A port on 127.0.0.1 free for both UDP and TCP right now, different from `taken`.
+/// A port on 127.0.0.1 free for both UDP and TCP right now, different from `taken`: one of
+/// [`super::ports::free_port`]'s, outside the range that sockets bound to port 0 are given.
 pub fn free_port(taken: &[u16]) -> u16 {
-    for _ in 0..200 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if taken.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+    loop {
+        let port = super::ports::free_port();
+        if !taken.contains(&port) {
             return port;
         }
     }
-    panic!("no port on 127.0.0.1 free for both UDP and TCP");
 }
 
 /// Starts handover with `config_toml(port)` on a port free for UDP and TCP (retrying if another

@@ -26,23 +26,23 @@ fn tcp_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
-/// A port on 127.0.0.1 that is free for BOTH UDP and TCP right now (the kernel picks it from the
-/// ephemeral range; it is released before returning, so a peer can bind it).
+/// Where [`free_port`] picks from: below Linux's default ephemeral range (32768–60999) and
+/// below [`MEDIA_PORTS`]. A port picked from the ephemeral range and released could be given
+/// to the next socket bound to port 0 — a handover under test in a parallel test binds its
+/// listeners that way — before the peer it was meant for binds it: SIPp then failed with
+/// "Address already in use", and its readiness check saw the other listener and passed.
+const PEER_PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// A port on 127.0.0.1 that is free for BOTH UDP and TCP right now, from [`PEER_PORTS`], and
+/// claimed in this process (parallel tests never get the same one).
 pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(sock) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {
-            continue;
-        };
-        let Ok(addr) = sock.local_addr() else {
-            continue;
-        };
-        let port = addr.port();
-        drop(sock);
+    for _ in 0..500 {
+        let port = fastrand::u16(PEER_PORTS);
         if udp_free(port) && tcp_free(port) && claim(port) {
             return port;
         }
     }
-    panic!("no free UDP+TCP port on 127.0.0.1 after 200 tries");
+    panic!("no free UDP+TCP port on 127.0.0.1 in {PEER_PORTS:?} after 500 tries");
 }
 
 /// Lowest and highest base for [`free_media_port`]: below Linux's default ephemeral range
