@@ -191,9 +191,9 @@ impl CdrWriter {
 impl CdrHandle {
     /// Queues `rec`; never blocks. A full queue (or a stopped writer) drops it and counts.
     ///
-    /// The record is serialized here, by the call that ends, and the writer gets one buffer:
-    /// a record is a dozen small strings, and freeing them on the writer's thread (another
-    /// allocator arena) cost more than writing them out.
+    /// The record is serialized here, by the call that ends, while it borrows the call's text,
+    /// and the writer gets one buffer: handing it a dozen small strings to free on its thread
+    /// (another allocator arena) cost more than writing them out.
     pub fn write(&self, rec: &CdrRecord<'_>) {
         let mut line = Vec::with_capacity(json::line_capacity(rec));
         json::write_record(&mut line, rec);
