@@ -21,9 +21,9 @@ pub struct IncomingRequest {
     /// read).
     pub via: SentBy,
     /// The Via values of a response: the top one with `received`/`rport` filled in, then the
-    /// others as they parse. Built for the first response that needs them and reused by the
-    /// next (100, 180 and 200 of one INVITE). `None` if the Vias do not parse, which `new`'s
-    /// check of the top one rules out.
+    /// others as written. Built for the first response that needs them and reused by the
+    /// next (100, 180 and 200 of one INVITE). `None` if the top one does not parse (which
+    /// `new`'s check rules out) or there are more than a list may hold.
     response_vias: OnceCell<Option<Vec<String>>>,
 }
 
@@ -54,14 +54,12 @@ impl IncomingRequest {
             return response_to(&self.msg, code, reason, to_tag);
         }
         let vias = self.response_vias.get_or_init(|| {
-            // Every Via value in order; the first value of the first line is filled in.
-            let mut vias = self.msg.vias().ok()?.into_iter();
-            let top = fill_in_source(vias.next()?, &self.source);
-            Some(
-                std::iter::once(top)
-                    .chain(vias.map(|v| v.to_string()))
-                    .collect(),
-            )
+            // Every Via value in order; only the top one is read (and filled in): a proxy's
+            // Via below it goes back as it came, even one handover's parser would refuse.
+            let mut vias = self.msg.via_texts().ok()?;
+            let top = vias.first_mut()?;
+            *top = fill_in_source(Via::parse(top).ok()?, &self.source);
+            Some(vias)
         });
         let Some(vias) = vias else {
             return response_to(&self.msg, code, reason, to_tag);
@@ -161,9 +159,14 @@ mod tests {
     use bytes::Bytes;
 
     fn request(via: &str, remote: &str) -> IncomingRequest {
+        request_below(via, "SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKproxy", remote)
+    }
+
+    /// A request whose top Via is `via` and whose second Via line is `below`.
+    fn request_below(via: &str, below: &str, remote: &str) -> IncomingRequest {
         let text = format!(
             "INVITE sip:2001@192.0.2.1 SIP/2.0\r\nVia: {via}\r\n\
-             Via: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKproxy\r\n\
+             Via: {below}\r\n\
              From: <sip:1001@example.com>;tag=a\r\nTo: <sip:2001@192.0.2.1>\r\n\
              Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         );
@@ -225,6 +228,21 @@ mod tests {
         assert_eq!(
             vias(natted_port.response(200, "OK", None).finish())[0],
             "SIP/2.0/UDP 203.0.113.9:5070;branch=z9hG4bKd;received=203.0.113.9;rport=40000"
+        );
+        // A proxy's Via below that handover's parser refuses (an empty parameter name), and
+        // a comma list: the top one filled in, every other one back as it came, in order.
+        let odd = request_below(
+            "SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKe",
+            "SIP/2.0/UDP 198.51.100.7;;branch=z9hG4bKodd , SIP/2.0/TCP edge.example;branch=z9hG4bKf",
+            "203.0.113.9:40000",
+        );
+        assert_eq!(
+            vias(odd.response(180, "Ringing", None).finish()),
+            [
+                "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKe;received=203.0.113.9;rport=40000",
+                "SIP/2.0/UDP 198.51.100.7;;branch=z9hG4bKodd",
+                "SIP/2.0/TCP edge.example;branch=z9hG4bKf",
+            ]
         );
         // Sent from where its Via says, no rport: copied as written.
         let direct = request(

@@ -529,13 +529,27 @@ impl SipMessage {
 
     /// Every Via value, comma lists split, top first.
     pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
+        self.read_vias(Via::parse)
+    }
+
+    /// Every Via value as written (comma lists split, top first), unchecked: what a response
+    /// copies back (RFC 3261 §8.2.6.2), whether or not handover could parse each one.
+    pub fn via_texts(&self) -> Result<Vec<String>, ParseError> {
+        self.read_vias(|item| Ok(item.to_owned()))
+    }
+
+    /// `read` applied to every Via value, top first; at most [`scan::MAX_LIST`] of them.
+    fn read_vias<T>(
+        &self,
+        mut read: impl FnMut(&str) -> Result<T, ParseError>,
+    ) -> Result<Vec<T>, ParseError> {
         let mut out = Vec::new();
         for v in self.header_values(HeaderName::Via) {
             for item in scan::split_list(&v) {
                 if out.len() >= scan::MAX_LIST {
                     return Err(ParseError::BadHeader(HeaderName::Via));
                 }
-                out.push(Via::parse(item)?);
+                out.push(read(item)?);
             }
         }
         Ok(out)
