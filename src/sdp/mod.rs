@@ -14,7 +14,10 @@
 //!   RFC 2543 `c=0.0.0.0` hold flag. A refusal is an [`SdpError`], whose
 //!   [`warning_value`](SdpError::warning_value) fits `Warning:` in the 488 answer
 //!   (RFC 3261 §20.43). The module doc of `inspect.rs` lists what is accepted and why
-//!   (bodies without `t=` are relayed; `k=` is not).
+//!   (bodies without `t=` are relayed; `k=` is not). `shape.rs` remembers, per thread, the
+//!   shapes of bodies webrtc-sdp accepted (the body with its per-call fields masked: `o=`
+//!   session id, version and address, `c=` address, `m=` port), so that a trunk's or a phone's
+//!   usual offer is parsed by it once, not on every call.
 //! - `rewrite.rs`: a line-preserving editor, never a re-serialiser (webrtc-sdp output loses
 //!   `a=crypto`, T.38 `m=image … udptl`, MSRP sections and unknown attributes):
 //!   [`LegSdpOrigin`] gives each leg its own `o=` line and RFC 3264 §8 version (a B2BUA is
@@ -36,6 +39,7 @@ mod error;
 mod inspect;
 mod lines;
 mod rewrite;
+mod shape;
 mod validate;
 
 pub use direction::{answer_direction, Direction};

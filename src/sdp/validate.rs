@@ -9,13 +9,15 @@
 //!   it would drop their `m=` line and misfile their `c=`/`a=` lines under the previous
 //!   section (a T.38 section's own `c=` then reads as a duplicate and fails the whole body).
 //!
-//! Bodies whose copy is shorter than its 51-byte minimum are not shown to it at all.
+//! Bodies whose copy is shorter than its 51-byte minimum are not shown to it at all. A copy
+//! of a shape it has accepted before is not shown to it again (`shape.rs`).
 
 use std::borrow::Cow;
 
 use super::error::{bounded, SdpError};
 use super::inspect::Layout;
 use super::lines::{lines, terminator};
+use super::shape;
 
 /// webrtc-sdp refuses anything shorter.
 const WEBRTC_MIN_LEN: usize = 51;
@@ -40,18 +42,20 @@ pub(crate) fn models(protocol: &str) -> bool {
     MODELLED.iter().any(|p| p.eq_ignore_ascii_case(protocol))
 }
 
-/// Runs webrtc-sdp over the parts of `text` it models. Returns whether it ran.
+/// Runs webrtc-sdp over the parts of `text` it models, unless it has accepted a body of the
+/// same shape on this thread before (`shape.rs`). Returns whether the body was checked.
 pub(crate) fn with_webrtc(text: &str, layout: &Layout) -> Result<bool, SdpError> {
     let shown = shown_copy(text, layout);
     if shown.len() < WEBRTC_MIN_LEN {
         return Ok(false);
     }
-    match webrtc_sdp::parse_sdp(&shown, false) {
-        Ok(_) => Ok(true),
+    shape::check_unless_accepted(&shown, |shown| match webrtc_sdp::parse_sdp(shown, false) {
+        Ok(_) => Ok(()),
         Err(e) => Err(SdpError::Rejected {
             detail: bounded(describe(&e)),
         }),
-    }
+    })?;
+    Ok(true)
 }
 
 /// webrtc-sdp's message without its line number (which counts lines of the copy).
