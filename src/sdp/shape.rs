@@ -24,7 +24,8 @@
 //! its value; webrtc-sdp accepts both or neither. The proptest below checks that claim
 //! against webrtc-sdp itself.
 //!
-//! Only accepted shapes are remembered: a refusal carries the offending line, which differs
+//! Bodies shorter than webrtc-sdp's 51-byte minimum have no shape: it refuses them for their
+//! length alone, which masking changes. Only accepted shapes are remembered: a refusal carries the offending line, which differs
 //! per body, and refusals are rare. The memory is bounded: [`SLOTS`] shapes of at most
 //! [`MAX_SHAPE_BYTES`] per thread, placed by hash; a new shape replaces the one in its slot.
 //! It is per thread (no lock between calls): a worker thread that has not seen a shape
@@ -37,6 +38,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use super::lines::lines;
+use super::validate::WEBRTC_MIN_LEN;
 
 /// Bodies longer than this are not remembered (a softphone offer is 200–900 bytes).
 const MAX_SHAPE_BYTES: usize = 2048;
@@ -85,9 +87,11 @@ impl AcceptedShapes {
         }
     }
 
-    /// Builds `shown`'s shape into `self.key`; returns its slot, or None if too long.
+    /// Builds `shown`'s shape into `self.key`; returns its slot, or None if it is not to be
+    /// remembered: too long, or shorter than webrtc-sdp's minimum, below which masking (which
+    /// changes the length) could give an accepted body and a refused one the same shape.
     fn shape(&mut self, shown: &str) -> Option<usize> {
-        if shown.len() > MAX_SHAPE_BYTES {
+        if shown.len() > MAX_SHAPE_BYTES || shown.len() < WEBRTC_MIN_LEN {
             return None;
         }
         shape_into(shown, &mut self.key);
@@ -125,6 +129,7 @@ fn shape_into(text: &str, key: &mut Vec<u8>) {
         };
         let mut at = 0;
         for field in masked.into_iter().flatten() {
+            debug_assert!(field.start >= at, "masked fields in line order");
             key.extend_from_slice(line.content.get(at..field.start).unwrap_or_default());
             key.push(MASK);
             at = field.end;

@@ -20,7 +20,7 @@ use super::lines::{lines, terminator};
 use super::shape;
 
 /// webrtc-sdp refuses anything shorter.
-const WEBRTC_MIN_LEN: usize = 51;
+pub(super) const WEBRTC_MIN_LEN: usize = 51;
 
 /// Protocols webrtc-sdp 0.3.17 parses (`parse_protocol_token`, case-insensitive).
 const MODELLED: [&str; 11] = [
