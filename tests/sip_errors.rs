@@ -467,7 +467,7 @@ async fn full_call_hold_glare_info_and_agent_hangup() {
     // Hold: re-INVITE with a=sendonly.
     let hold = customer_sdp(2, "sendonly");
     let b2 = branch();
-    let text = c.cust_request("INVITE", 2, &b2, &["Content-Type: application/sdp"], &hold);
+    let text = c.cust_reinvite(2, &b2, &hold);
     c.cust.send_raw(&text).await;
     let re = c.agent.expect_request(Method::Invite, T).await;
     assert_eq!(re.call_id(), c.agent_invite.call_id());
@@ -519,26 +519,14 @@ async fn full_call_hold_glare_info_and_agent_hangup() {
     // Resume, and a second re-INVITE while the resume is still pending at the agent: 491.
     let resume = customer_sdp(3, "sendrecv");
     c.cust
-        .send_raw(&c.cust_request(
-            "INVITE",
-            3,
-            &branch(),
-            &["Content-Type: application/sdp"],
-            &resume,
-        ))
+        .send_raw(&c.cust_reinvite(3, &branch(), &resume))
         .await;
     let re3 = c.agent.expect_request(Method::Invite, T).await;
     assert!(body_text(&re3).contains("a=sendrecv"));
     assert_eq!(o_version(&body_text(&re3)), agent_v0 + 2);
     let b4 = branch();
     c.cust
-        .send_raw(&c.cust_request(
-            "INVITE",
-            4,
-            &b4,
-            &["Content-Type: application/sdp"],
-            &customer_sdp(4, "inactive"),
-        ))
+        .send_raw(&c.cust_reinvite(4, &b4, &customer_sdp(4, "inactive")))
         .await;
     let pending = c.cust.expect_response(Method::Invite, 491, T).await;
     assert_eq!(pending.cseq().seq, 4);
@@ -626,6 +614,40 @@ async fn full_call_hold_glare_info_and_agent_hangup() {
         matches!(state.as_deref(), Some("idle") | Some("wrap_up")),
         "agent 2001 after the call: {state:?}"
     );
+    c.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinvite_with_sdp_webrtc_sdp_refuses_gets_488_and_the_call_goes_on() {
+    let mut c = establish().await;
+    // The offer that set the call up had this shape with an IPv4 address; webrtc-sdp must
+    // still judge this one (an IPv6 address on an IP4 line), which handover's own check
+    // lets through.
+    let refused = customer_sdp(2, "sendonly").replace("c=IN IP4 127.0.0.1", "c=IN IP4 ::1");
+    let b2 = branch();
+    c.cust.send_raw(&c.cust_reinvite(2, &b2, &refused)).await;
+    let r = c.cust.expect_response(Method::Invite, 488, T).await;
+    assert_eq!(r.cseq().seq, 2);
+    let warning = must_header(&r, HeaderName::Warning);
+    assert!(
+        warning.starts_with("3"),
+        "SDP Warning codes are 3xx: {warning}"
+    );
+    c.cust
+        .send_raw(&c.cust_request("ACK", 2, &b2, &[], ""))
+        .await;
+    c.agent.expect_silence(Duration::from_millis(500)).await;
+    assert_eq!(c.server.stats().active_calls, 1);
+
+    // The call goes on: the customer's BYE reaches the agent in the call's dialog.
+    c.cust
+        .send_raw(&c.cust_request("BYE", 3, &branch(), &[], ""))
+        .await;
+    c.cust.expect_response(Method::Bye, 200, T).await;
+    let abye = c.agent.expect_request(Method::Bye, T).await;
+    assert_eq!(abye.to_tag(), Some(c.agent_tag.as_str()));
+    c.agent.reply(&abye, 200, None, &[], None).await;
+    assert_idle(&c.server).await;
     c.server.shutdown().await;
 }
 

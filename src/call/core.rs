@@ -385,7 +385,11 @@ impl Call {
         let (machine, actions) = ServerInvite::new(trying, reliability(&flow), call.ep.timers);
         call.execute(&flow, actions);
         let offer = req.msg.body();
-        let offer_ok = offer.is_empty() || crate::sdp::inspect(&offer).is_ok();
+        let offer_refused = if offer.is_empty() {
+            None
+        } else {
+            crate::sdp::check(&offer).err()
+        };
         call.insert_txn(
             server_key.clone(),
             CALLER,
@@ -393,11 +397,8 @@ impl Call {
             Purpose::CallerInvite(Box::new(req)),
         );
 
-        if !offer_ok {
-            let warning = crate::sdp::inspect(&offer)
-                .err()
-                .map(|e| e.warning_value())
-                .unwrap_or_default();
+        if let Some(refusal) = offer_refused {
+            let warning = refusal.warning_value();
             call.reject_caller(488, "Not Acceptable Here", Some(&warning), now);
             return call;
         }

@@ -268,7 +268,7 @@ impl Call {
         let sdp_error = if body.is_empty() {
             None
         } else {
-            crate::sdp::inspect(&body).err()
+            crate::sdp::check(&body).err()
         };
         if let Some(l) = self.legs.get_mut(leg) {
             l.dialog.refresh_target(&req.msg);

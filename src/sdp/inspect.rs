@@ -153,6 +153,18 @@ pub struct Connection {
 
 /// Validates `body` and summarises it. See the module doc for what is accepted.
 pub fn inspect(body: &[u8]) -> Result<SdpSummary, SdpError> {
+    let (scan, parser_checked) = validated(body)?;
+    Ok(summarize(scan, parser_checked))
+}
+
+/// Validates `body` as [`inspect()`] does, without building the summary: what the call path
+/// needs to accept or refuse an offer.
+pub fn check(body: &[u8]) -> Result<(), SdpError> {
+    validated(body).map(|_| ())
+}
+
+/// Both checks; the scan and whether webrtc-sdp checked the body.
+fn validated(body: &[u8]) -> Result<(Scan<'_>, bool), SdpError> {
     if body.is_empty() {
         return Err(SdpError::Empty);
     }
@@ -165,10 +177,7 @@ pub fn inspect(body: &[u8]) -> Result<SdpSummary, SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
     let scan = scan(text)?;
     let parser_checked = validate::with_webrtc(text, &scan.layout)?;
-    Ok(SdpSummary {
-        parser_checked,
-        ..scan.summary
-    })
+    Ok((scan, parser_checked))
 }
 
 /// What `validate.rs` needs to know to show webrtc-sdp the parts it models.
@@ -182,24 +191,66 @@ pub(crate) struct Layout {
     pub(crate) sections: Vec<(usize, bool)>,
 }
 
-struct Scan {
-    summary: SdpSummary,
+/// A body that passed the line check, as borrowed parts of its text.
+struct Scan<'a> {
+    sections: Vec<Section<'a>>,
+    session_direction: Option<Direction>,
+    session_connection: Option<ConnectionText<'a>>,
     layout: Layout,
 }
 
-/// A media section while it is being read.
+/// A media section, borrowed from the body.
 struct Section<'a> {
     line: usize,
-    kind: MediaKind,
+    kind: &'a str,
     port: u16,
     protocol: &'a str,
     formats: Vec<&'a str>,
-    rtpmaps: Vec<Codec>,
+    rtpmaps: Vec<RtpMap<'a>>,
     direction: Option<Direction>,
-    connection: Option<Connection>,
+    /// The effective connection: its own `c=`, else the session one.
+    connection: Option<ConnectionText<'a>>,
 }
 
-fn scan(text: &str) -> Result<Scan, SdpError> {
+/// An `a=rtpmap` value, borrowed from the body.
+#[derive(Clone, Copy)]
+struct RtpMap<'a> {
+    payload_type: u8,
+    name: &'a str,
+    clock_rate: u32,
+    channels: Option<u16>,
+}
+
+impl RtpMap<'_> {
+    fn to_codec(self) -> Codec {
+        Codec {
+            payload_type: self.payload_type,
+            name: self.name.to_owned(),
+            clock_rate: self.clock_rate,
+            channels: self.channels,
+        }
+    }
+}
+
+/// A `c=` value, borrowed from the body.
+#[derive(Clone, Copy)]
+struct ConnectionText<'a> {
+    ipv6: bool,
+    address: &'a str,
+    is_null: bool,
+}
+
+impl ConnectionText<'_> {
+    fn to_connection(self) -> Connection {
+        Connection {
+            ipv6: self.ipv6,
+            address: self.address.to_owned(),
+            is_null: self.is_null,
+        }
+    }
+}
+
+fn scan(text: &str) -> Result<Scan<'_>, SdpError> {
     let mut header = 0usize; // how many of v=, o=, s= have been seen
     let mut layout = Layout::default();
     let mut session_direction = None;
@@ -295,36 +346,50 @@ fn scan(text: &str) -> Result<Scan, SdpError> {
         _ => {}
     }
 
-    let mut media = Vec::with_capacity(sections.len());
-    for s in sections {
-        let connection = s.connection.or_else(|| session_connection.clone());
-        let Some(connection) = connection else {
+    for s in &mut sections {
+        s.connection = s.connection.or(session_connection);
+        if s.connection.is_none() {
             return Err(SdpError::Line {
                 line: s.line,
                 fault: LineFault::MissingConnection,
             });
-        };
-        media.push(MediaSummary {
-            codecs: codecs(s.protocol, &s.formats, &s.rtpmaps),
-            kind: s.kind,
-            port: s.port,
-            protocol: s.protocol.to_owned(),
-            formats: s.formats.iter().map(|f| (*f).to_owned()).collect(),
-            direction: s.direction.or(session_direction).unwrap_or_default(),
-            null_connection: connection.is_null,
-            connection: Some(connection),
-        });
+        }
     }
     Ok(Scan {
-        summary: SdpSummary {
-            media,
-            session_direction,
-            session_connection,
-            has_timing: layout.has_timing,
-            parser_checked: false,
-        },
+        sections,
+        session_direction,
+        session_connection,
         layout,
     })
+}
+
+/// The owned summary of a body that passed both checks.
+fn summarize(scan: Scan<'_>, parser_checked: bool) -> SdpSummary {
+    let session_direction = scan.session_direction;
+    let media = scan
+        .sections
+        .iter()
+        .map(|s| {
+            let connection = s.connection.map(ConnectionText::to_connection);
+            MediaSummary {
+                codecs: codecs(s.protocol, &s.formats, &s.rtpmaps),
+                kind: MediaKind::parse(s.kind),
+                port: s.port,
+                protocol: s.protocol.to_owned(),
+                formats: s.formats.iter().map(|f| (*f).to_owned()).collect(),
+                direction: s.direction.or(session_direction).unwrap_or_default(),
+                null_connection: connection.as_ref().is_some_and(|c| c.is_null),
+                connection,
+            }
+        })
+        .collect();
+    SdpSummary {
+        media,
+        session_direction,
+        session_connection: scan.session_connection.map(ConnectionText::to_connection),
+        has_timing: scan.layout.has_timing,
+        parser_checked,
+    }
 }
 
 /// `o=<username> <sess-id> <sess-version> IN <IP4|IP6> <address>` (RFC 8866 §5.2).
@@ -335,7 +400,7 @@ fn valid_origin(value: &str) -> bool {
 }
 
 /// `IN <IP4|IP6> <address>[/ttl][/count]` (RFC 8866 §5.7).
-fn parse_connection(value: &str) -> Option<Connection> {
+fn parse_connection(value: &str) -> Option<ConnectionText<'_>> {
     let mut f = value.split_ascii_whitespace();
     let (net, addr_type, addr) = (f.next()?, f.next()?, f.next()?);
     if net != "IN" || f.next().is_some() {
@@ -350,9 +415,9 @@ fn parse_connection(value: &str) -> Option<Connection> {
     let is_null = address
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip.is_unspecified());
-    Some(Connection {
+    Some(ConnectionText {
         ipv6,
-        address: address.to_owned(),
+        address,
         is_null,
     })
 }
@@ -381,7 +446,7 @@ fn parse_media(value: &str, line: usize) -> Result<Section<'_>, LineFault> {
     }
     Ok(Section {
         line,
-        kind: MediaKind::parse(media),
+        kind: media,
         port,
         protocol,
         formats,
@@ -392,7 +457,7 @@ fn parse_media(value: &str, line: usize) -> Result<Section<'_>, LineFault> {
 }
 
 /// `<payload type> <encoding name>/<clock rate>[/<encoding parameters>]` (RFC 8866 §6.6).
-fn parse_rtpmap(value: &str) -> Option<Codec> {
+fn parse_rtpmap(value: &str) -> Option<RtpMap<'_>> {
     let (pt, rest) = value.trim().split_once(' ')?;
     let payload_type = pt.parse::<u8>().ok().filter(|pt| *pt < 128)?;
     let mut parts = rest.trim().split('/');
@@ -405,9 +470,9 @@ fn parse_rtpmap(value: &str) -> Option<Codec> {
     if parts.next().is_some() {
         return None;
     }
-    Some(Codec {
+    Some(RtpMap {
         payload_type,
-        name: name.to_owned(),
+        name,
         clock_rate,
         channels,
     })
@@ -444,7 +509,7 @@ fn static_codec(pt: u8) -> Option<(&'static str, u32, Option<u16>)> {
     })
 }
 
-fn codecs(protocol: &str, formats: &[&str], rtpmaps: &[Codec]) -> Vec<Codec> {
+fn codecs(protocol: &str, formats: &[&str], rtpmaps: &[RtpMap<'_>]) -> Vec<Codec> {
     let is_rtp = protocol
         .split('/')
         .any(|part| part.eq_ignore_ascii_case("RTP"));
@@ -458,7 +523,7 @@ fn codecs(protocol: &str, formats: &[&str], rtpmaps: &[Codec]) -> Vec<Codec> {
             rtpmaps
                 .iter()
                 .find(|c| c.payload_type == pt)
-                .cloned()
+                .map(|c| c.to_codec())
                 .or_else(|| {
                     static_codec(pt).map(|(name, clock_rate, channels)| Codec {
                         payload_type: pt,

@@ -13,7 +13,8 @@
 //!   ports, protocols, formats and codecs, effective direction, connection address, the
 //!   RFC 2543 `c=0.0.0.0` hold flag. A refusal is an [`SdpError`], whose
 //!   [`warning_value`](SdpError::warning_value) fits `Warning:` in the 488 answer
-//!   (RFC 3261 §20.43). The module doc of `inspect.rs` lists what is accepted and why
+//!   (RFC 3261 §20.43). [`check()`](check()) validates the same way without building the
+//!   summary, for the call path. The module doc of `inspect.rs` lists what is accepted and why
 //!   (bodies without `t=` are relayed; `k=` is not). `shape.rs` remembers, per thread, the
 //!   shapes of bodies webrtc-sdp accepted (the body with its per-call fields masked: `o=`
 //!   session id, version and address, `c=` address, `m=` port), so that a trunk's or a phone's
@@ -45,7 +46,7 @@ mod validate;
 pub use direction::{answer_direction, Direction};
 pub use error::{LineFault, SdpError, WARN_AGENT, WARN_MEDIA_FORMAT, WARN_MEDIA_TYPE, WARN_MISC};
 pub use inspect::{
-    inspect, Codec, Connection, MediaKind, MediaSummary, SdpSummary, MAX_FORMATS, MAX_MEDIA,
+    check, inspect, Codec, Connection, MediaKind, MediaSummary, SdpSummary, MAX_FORMATS, MAX_MEDIA,
     MAX_SDP_BYTES,
 };
 pub use rewrite::{

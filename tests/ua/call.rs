@@ -55,6 +55,17 @@ impl Call {
         self.ids.fill(&wire(&lines, body))
     }
 
+    /// A re-INVITE from the customer offering `sdp`.
+    pub fn cust_reinvite(&self, cseq: u32, branch: &str, sdp: &str) -> String {
+        self.cust_request(
+            "INVITE",
+            cseq,
+            branch,
+            &["Content-Type: application/sdp"],
+            sdp,
+        )
+    }
+
     /// An in-dialog request from the agent with extra header lines and a body.
     pub fn agent_request_with(
         &self,
