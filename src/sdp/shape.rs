@@ -6,7 +6,7 @@
 //! model sends the same body on every call except for a few fields: the `o=` session id and
 //! version, the `o=` and `c=` addresses and the `m=` ports. A body's *shape* is the body as
 //! webrtc-sdp is shown it, with exactly those fields masked, and only when their values are of
-//! a kind on which webrtc-sdp 0.3's verdict cannot depend:
+//! a kind on which webrtc-sdp's verdict cannot depend:
 //!
 //! | field | masked when it is | what webrtc-sdp does with it |
 //! |---|---|---|
@@ -21,15 +21,16 @@
 //! field is one [`MASK`] byte, which no `str` contains, so a shape is never the text of
 //! another body. Two bodies of one shape thus differ only in masked fields, each in the same
 //! role (its line and position are the same bytes) and of a kind webrtc-sdp accepts whatever
-//! its value; webrtc-sdp accepts both or neither. The proptest below checks that claim
-//! against webrtc-sdp itself.
+//! its value; webrtc-sdp accepts both or neither. `bodies_of_one_shape_get_one_verdict` in
+//! `shape_tests.rs` checks that claim against webrtc-sdp itself. The claim is about 0.3.17,
+//! the version `Cargo.toml` pins.
 //!
 //! Bodies shorter than webrtc-sdp's 51-byte minimum have no shape: it refuses them for their
-//! length alone, which masking changes. Only accepted shapes are remembered: a refusal carries the offending line, which differs
-//! per body, and refusals are rare. The memory is bounded: [`SLOTS`] shapes of at most
-//! [`MAX_SHAPE_BYTES`] per thread, placed by hash; a new shape replaces the one in its slot.
-//! It is per thread (no lock between calls): a worker thread that has not seen a shape
-//! parses it once itself.
+//! length alone, which masking changes. Only accepted shapes are remembered: a refusal
+//! carries the offending line, which differs per body, and refusals are rare. The memory is
+//! bounded: [`SLOTS`] shapes of at most [`MAX_SHAPE_BYTES`] per thread, placed by hash; a new
+//! shape replaces the one in its slot. It is per thread (no lock between calls): a worker
+//! thread that has not seen a shape parses it once itself.
 
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
