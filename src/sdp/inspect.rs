@@ -50,7 +50,8 @@ pub struct SdpSummary {
     pub session_connection: Option<Connection>,
     /// Whether the body has a `t=` line (handover relays bodies without one).
     pub has_timing: bool,
-    /// Whether webrtc-sdp checked the body (false for bodies under its 51-byte minimum).
+    /// Whether webrtc-sdp checked the body, or on this thread a body of the same shape
+    /// (`shape.rs`); false for bodies under its 51-byte minimum.
     pub parser_checked: bool,
 }
 

@@ -155,13 +155,10 @@ fn masked_fields(content: &[u8]) -> [Option<Range<usize>>; 3] {
                 tokens.next(),
                 tokens.next(),
             );
-            let digits = |r: &Option<Range<usize>>| {
-                r.clone()
-                    .filter(|r| all_digits(content, r.clone(), 19).is_some())
-            };
+            let u64_digits = |r: &Range<usize>| all_digits(content, r.clone(), 19).is_some();
             masked = [
-                digits(&id),
-                digits(&version),
+                id.filter(u64_digits),
+                version.filter(u64_digits),
                 address.filter(|a| ip_of_type(content, ty, a.clone())),
             ];
         }
